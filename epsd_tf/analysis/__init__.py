@@ -1,0 +1,1 @@
+"""epsd_tf.analysis."""
