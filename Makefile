@@ -1,0 +1,44 @@
+# The two commands of the README:
+#   make quickstart   set up, fetch the quickstart data, run gin/quickstart.gin
+#   make test         set up, fetch the test data, run the test suite
+# Both create .venv and install the pinned requirements on first use.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORKDIR ?= runs/quickstart
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data quickstart test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+# Fashion-MNIST from Debian's package (offline); without root or apt, the
+# quickstart falls back to TFDS, which downloads on a connected machine.
+data:
+	@if [ -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then \
+	  echo "Fashion-MNIST found in $(FASHION_MNIST)"; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get install -y -qq dataset-fashion-mnist || \
+	   (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist)) >/dev/null; \
+	else \
+	  echo "Fashion-MNIST not in $(FASHION_MNIST) and apt-get unavailable: run" \
+	       "'sudo apt-get install dataset-fashion-mnist', or let TFDS download it."; \
+	fi
+
+quickstart: setup data
+	$(PY) tools/run.py --gin_file=gin/quickstart.gin --workdir=$(WORKDIR)
+
+test: setup data
+	$(PY) -m pytest -q tests
+
+bench: setup data
+	$(PY) tools/bench.py --output=runs/bench.json
+
+clean:
+	rm -rf $(VENV) runs

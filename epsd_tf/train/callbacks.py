@@ -1,0 +1,63 @@
+"""Callbacks every experiment run attaches (logging, resume, timing)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import keras
+from absl import logging
+
+from epsd_tf.train import workdir as workdir_lib
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` and `images_per_second` to each epoch's logs.
+
+    Args:
+        images_per_step: images the network sees per training step (for DLB
+            this counts both views).
+    """
+
+    def __init__(self, images_per_step: int):
+        super().__init__()
+        self.images_per_step = images_per_step
+        self._start = 0.0
+        self._steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self._start
+        if logs is not None:
+            logs["epoch_seconds"] = seconds
+            logs["images_per_second"] = self._steps * self.images_per_step / max(seconds, 1e-9)
+        logging.info("epoch %d: %.1f s", epoch + 1, seconds)
+
+
+def standard_callbacks(workdir: str, images_per_step: int,
+                       backup_every_steps: int | None = None) -> list:
+    """The callbacks of a run: resume, CSV log, TensorBoard and timing.
+
+    Args:
+        workdir: the experiment workdir (see `workdir.py` for its layout).
+        images_per_step: images per training step, for throughput logging.
+        backup_every_steps: also back up every N steps (mid-epoch resume);
+            None backs up at the end of each epoch only.
+    """
+    save_freq = "epoch" if not backup_every_steps else int(backup_every_steps)
+    return [
+        # EpochTimer first so its values reach the CSV and TensorBoard logs.
+        EpochTimer(images_per_step),
+        keras.callbacks.BackupAndRestore(
+            os.path.join(workdir, workdir_lib.BACKUP), save_freq=save_freq,
+            delete_checkpoint=True),
+        keras.callbacks.CSVLogger(os.path.join(workdir, workdir_lib.TRAIN_LOG), append=True),
+        keras.callbacks.TensorBoard(os.path.join(workdir, workdir_lib.TENSORBOARD),
+                                    write_graph=False, profile_batch=0),
+    ]

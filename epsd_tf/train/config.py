@@ -1,0 +1,70 @@
+"""Gin at the edge: parse config files, validate them, run the experiment.
+
+This is the only module (with `gin_registry.py` and `experiment.run`'s
+decorator) that knows about gin. The library packages never import it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import gin
+
+from epsd_tf.train import experiment
+from epsd_tf.train import gin_registry  # noqa: F401  (registers configurables)
+from epsd_tf.train import workdir as workdir_lib
+
+GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))), "gin")
+
+
+def parse(gin_files, gin_bindings=()) -> str:
+    """Parses gin files and bindings; returns the resulting config text.
+
+    Raises:
+        FileNotFoundError: a gin file does not exist (checked before parsing).
+        ValueError: unknown configurable or parameter, or a syntax error; the
+            message names the offending file or binding.
+    """
+    gin_files = list(gin_files)
+    if not gin_files:
+        raise ValueError("No gin file given; pass --gin_file=gin/quickstart.gin "
+                         f"(available: {available_gin_files()})")
+    for path in gin_files:
+        if not os.path.isfile(path) and not os.path.isfile(os.path.join(GIN_DIR, path)):
+            raise FileNotFoundError(
+                f"gin file {path!r} does not exist; available in {GIN_DIR}: "
+                f"{available_gin_files()}")
+    gin.clear_config()
+    gin.add_config_file_search_path(GIN_DIR)
+    try:
+        gin.parse_config_files_and_bindings(
+            [_resolve(p) for p in gin_files], list(gin_bindings), finalize_config=False)
+    except (ValueError, KeyError, TypeError, SyntaxError) as error:
+        raise ValueError(
+            f"Invalid gin config ({', '.join(gin_files)}; bindings {list(gin_bindings)}): "
+            f"{error}\nConfigurables that exist: {sorted(gin_registry.names())}") from error
+    return gin.config_str()
+
+
+def run_from_config(workdir: str, config_text: str, overwrite: bool = False) -> dict:
+    """Runs `experiment.run` with the parsed config; writes the operative config.
+
+    The operative config (the parameters actually used) is written only by a run
+    that trained, so reporting an already finished run never shrinks it.
+    """
+    finished_before = (not overwrite and
+                       os.path.exists(os.path.join(workdir, workdir_lib.METRICS)))
+    metrics = experiment.run(workdir, config_text=config_text, overwrite=overwrite)
+    if not finished_before:
+        workdir_lib.atomic_write_text(
+            os.path.join(workdir, workdir_lib.OPERATIVE_CONFIG), gin.operative_config_str())
+    return metrics
+
+
+def available_gin_files() -> list[str]:
+    return sorted(f for f in os.listdir(GIN_DIR) if f.endswith(".gin"))
+
+
+def _resolve(path: str) -> str:
+    return path if os.path.isfile(path) else os.path.join(GIN_DIR, path)

@@ -1,0 +1,36 @@
+"""Registers the swappable pieces with gin, under their own names.
+
+Gin files refer to them as `@load`, `@build`, `@make_optimizer`,
+`@prune_at_init`, `@DLB()`, `@CSKD()`, `@PSKD()`, `@NoDistillation()`,
+`@export_all` (or with their module prefix, e.g. `@epsd_tf.data.load`).
+`run` itself is configured in `experiment.py`. Nothing is renamed: the gin
+name is the Python name, so the API docs are the config docs.
+"""
+
+from __future__ import annotations
+
+import gin
+
+from epsd_tf import data
+from epsd_tf import models
+from epsd_tf.distill import methods
+from epsd_tf.train import optimizers
+
+_REGISTERED = []
+
+
+def _register(obj, module: str):
+    gin.register(obj, module=module)
+    _REGISTERED.append(f"{module}.{obj.__name__}")
+
+
+_register(data.load, "epsd_tf.data")
+_register(models.build, "epsd_tf.models")
+_register(optimizers.make_optimizer, "epsd_tf.train.optimizers")
+for _method in (methods.NoDistillation, methods.DLB, methods.CSKD, methods.PSKD):
+    _register(_method, "epsd_tf.distill")
+
+
+def names() -> list[str]:
+    """Every configurable name a gin file may use."""
+    return _REGISTERED + ["epsd_tf.train.experiment.run"]
