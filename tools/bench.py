@@ -1,0 +1,69 @@
+"""Benchmarks: ratios measured side by side in one run, written as JSON.
+
+Usage:
+  python tools/bench.py                       # every suite
+  python tools/bench.py --suite=pipeline --suite=pruning
+  python tools/bench.py --quick               # fewer steps, for a fast look
+
+Suites (each a `run(quick) -> dict` in tools/benchmarks/):
+  pipeline  input-pipeline images/s against ResNet-20 training images/s on
+            Fashion-MNIST (target: pipeline >= 3x training)
+  pruning   masked/unmasked train-step time (target <= 1.10); EPSD scoring
+            time / one train step (full second order <= 15, first order <= 8);
+            peak memory of scoring against a train step
+  distill   images/s of each SD method against stock model.fit doing the same
+            forward/backward work (target overhead <= 1.15)
+  export    dense vs sparse TFLite size and latency (ResNet-20, MobileNetV2)
+
+Timings on a shared or busy machine are noisy; the ratios are measured
+back to back in one process so that load affects both sides alike.
+"""
+
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, _REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
+
+SUITES = ("pipeline", "pruning", "distill", "export")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_enum("suite", list(SUITES), SUITES, "Suites to run.")
+flags.DEFINE_bool("quick", False, "Fewer steps: a fast, noisier look.")
+flags.DEFINE_string("output", "runs/bench.json", "Where to write the JSON results.")
+
+
+def main(argv):
+    del argv
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    results = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "tensorflow": tf.__version__, "platform": platform.platform()},
+        "quick": FLAGS.quick,
+    }
+    for suite in FLAGS.suite:
+        logging.info("running benchmark suite %r", suite)
+        start = time.perf_counter()
+        module = importlib.import_module(f"benchmarks.{suite}")
+        results[suite] = module.run(quick=FLAGS.quick)
+        results[suite]["suite_seconds"] = time.perf_counter() - start
+        sys.stdout.write(f"{suite}: {json.dumps(results[suite], indent=2)}\n")
+        sys.stdout.flush()
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
+    with open(FLAGS.output, "w") as f:
+        json.dump(results, f, indent=2)
+    logging.info("wrote %s", FLAGS.output)
+
+
+if __name__ == "__main__":
+    app.run(main)

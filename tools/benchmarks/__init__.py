@@ -1,0 +1,1 @@
+"""Benchmark suites for tools/bench.py: each module has run(quick) -> dict."""
