@@ -1,1 +1,15 @@
-"""epsd_tf.data."""
+"""epsd_tf.data: tf.data input pipelines for EPSD (DESIGN.md, `epsd_tf.data`).
+
+`load(dataset, source=...)` reads TFDS, IDX, .npz, image-folder or synthetic
+data into `DataSplits`; `for_method(splits, method)` gives the training batches
+a self-distillation method needs; `measure_throughput` times a pipeline.
+"""
+
+from epsd_tf.data.known import KNOWN_DATASETS
+from epsd_tf.data.method_batches import BATCH_KINDS, for_method
+from epsd_tf.data.pipeline import SOURCES, load
+from epsd_tf.data.splits import DatasetInfo, DataSplits
+from epsd_tf.data.throughput import measure_throughput
+
+__all__ = ["BATCH_KINDS", "DataSplits", "DatasetInfo", "KNOWN_DATASETS", "SOURCES",
+           "for_method", "load", "measure_throughput"]

@@ -1,0 +1,47 @@
+"""Input-pipeline throughput: how many images per second tf.data delivers.
+
+Iterates the pipeline only (no model), so the lead's benchmark can check the
+input pipeline is not the bottleneck (it should deliver several times the
+model's training speed).
+"""
+
+from __future__ import annotations
+
+import time
+
+import tensorflow as tf
+
+
+def _batch_images(element) -> int:
+    labels = element[1] if isinstance(element, tuple) else element["label"]
+    return int(tf.shape(labels)[0])
+
+
+def measure_throughput(dataset: tf.data.Dataset, num_batches: int = 50,
+                       warmup_batches: int = 2) -> float:
+    """Images per second delivered by iterating `dataset` (batched).
+
+    The dataset is repeated so a short epoch does not end the measurement; the
+    first `warmup_batches` (pipeline start-up, shuffle-buffer fill) are not timed.
+
+    Args:
+        dataset: batches `(features, labels [B])`, e.g. `DataSplits.train` or
+            `data.for_method(...)`.
+        num_batches: batches timed (>= 1).
+        warmup_batches: batches read before timing starts.
+
+    Returns:
+        Images per second over the timed batches.
+    """
+    if num_batches < 1 or warmup_batches < 0:
+        raise ValueError(
+            f"num_batches must be >= 1 and warmup_batches >= 0, got {num_batches}, "
+            f"{warmup_batches}")
+    iterator = iter(dataset.repeat())
+    for _ in range(warmup_batches):
+        next(iterator)
+    images = 0
+    start = time.perf_counter()
+    for _ in range(num_batches):
+        images += _batch_images(next(iterator))
+    return images / (time.perf_counter() - start)
