@@ -163,6 +163,7 @@ class SelfDistillationModel(keras.Model):
         """
         if isinstance(x, tf.data.Dataset):
             self.check_dataset(x)
+            kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
         elif isinstance(self.method_step, steps_lib.DLBStep):
             raise ValueError(f"DLB needs a tf.data.Dataset of fixed-size batches "
                              f"(epsd_tf.data.for_method), got {type(x).__name__}")
