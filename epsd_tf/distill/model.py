@@ -248,6 +248,7 @@ class SelfDistillationModel(keras.Model):
 
     def _results(self, x, labels, logits, own: dict, other: dict) -> dict:
         """Updates accuracy and compiled metrics; returns this phase's results."""
+        logits = ops.cast(logits, "float32")  # float16 under mixed precision
         for tracker in self._accuracy_trackers.values():
             tracker.update_state(labels, logits)
         results = self.compute_metrics(x, labels, logits)  # compiled extra metrics
