@@ -8,3 +8,5 @@ from epsd_tf.pruning.model_masks import (get_masks, get_prunable_weights, has_ma
                                          prune_low_magnitude, set_masks, strip_masks,
                                          strip_pruning, wrap)
 from epsd_tf.pruning.wrapper import MaskConstraint, PruneLowMagnitude
+from epsd_tf.pruning.scorers import (DEFAULT_ROUNDS, PRUNE_HIGHEST, SCORERS, make_scorer,
+                                     score)

@@ -27,6 +27,18 @@ def small_cnn(seed: int = 0, input_shape=(8, 8, 3)) -> keras.Model:
     return keras.Model(x, y, name="small_cnn")
 
 
+def tiny_cnn(seed: int = 0, input_shape=(8, 8, 3)) -> keras.Model:
+    """Conv-BN-ReLU, global pooling, Dense: the cheapest graph for meta-gradients."""
+    keras.utils.set_random_seed(seed)
+    x = keras.Input(input_shape)
+    h = keras.layers.Conv2D(6, 3, padding="same", name="conv")(x)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.ReLU()(h)
+    h = keras.layers.GlobalAveragePooling2D()(h)
+    y = keras.layers.Dense(NUM_CLASSES, name="fc")(h)
+    return keras.Model(x, y, name="tiny_cnn")
+
+
 def images(batch: int = 8, seed: int = 0, shape=(8, 8, 3)) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(batch, *shape)).astype("float32")
 
@@ -53,3 +65,8 @@ def batches(kind: str = "plain", count: int = 4, batch: int = 8, shape=(8, 8, 3)
 @pytest.fixture
 def model():
     return small_cnn()
+
+
+@pytest.fixture
+def tiny():
+    return tiny_cnn()

@@ -1,0 +1,115 @@
+"""A model's parameters as plain tensors, for pure (stateless) scoring.
+
+Scorers never touch a model's variables: they read the values once into a
+`ModelState`, run `model.stateless_call` on tensors and drop every returned
+state update (BatchNorm moving statistics included). The model is unchanged
+after scoring.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Iterable, Mapping
+
+import keras
+import numpy as np
+from keras import ops
+
+from epsd_tf.pruning import model_masks
+
+
+class ModelState:
+    """Parameter tensors of `model`, read once.
+
+    Attributes:
+        model: the Keras model (only used through `stateless_call`).
+        names: prunable weight names (see `model_masks`), in model order.
+        prunable_index: position of each prunable kernel in
+            `model.trainable_variables`.
+        theta_init: the prunable kernels' current values, unmasked.
+        trainable_init: values of `model.trainable_variables`.
+        non_trainable: values of `model.non_trainable_variables`.
+    """
+
+    def __init__(self, model: keras.Model):
+        weights = model_masks.prunable_weights(model)
+        if not weights:
+            raise ValueError(f"Model {model.name!r} has no prunable weights.")
+        position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+        missing = [w.name for w in weights if id(w.variable) not in position]
+        if missing:
+            raise ValueError(f"Prunable weights {missing} are not trainable; scorers "
+                             "differentiate trainable kernels only.")
+        self.model = model
+        self.names = [w.name for w in weights]
+        self.prunable_index = [position[id(w.variable)] for w in weights]
+        self.theta_init = [ops.convert_to_tensor(w.variable.value) for w in weights]
+        self.trainable_init = [ops.convert_to_tensor(v.value)
+                               for v in model.trainable_variables]
+        self.non_trainable = [ops.convert_to_tensor(v.value)
+                              for v in model.non_trainable_variables]
+
+    def mask_list(self, masks: Mapping[str, np.ndarray] | None) -> list:
+        """Masks as tensors in `names` order; ones for weights not in `masks`."""
+        masks = dict(masks or {})
+        unknown = sorted(set(masks) - set(self.names))
+        if unknown:
+            raise ValueError(f"Masks given for unknown weights {unknown}; prunable: "
+                             f"{self.names}")
+        return [ops.cast(masks[name], theta.dtype) if name in masks
+                else ops.ones(theta.shape, theta.dtype)
+                for name, theta in zip(self.names, self.theta_init)]
+
+    def initial_trainable(self, mask_list: list) -> list:
+        """Trainable values with each prunable kernel set to `m ⊙ θ_init`."""
+        return self.with_prunable([t * m for t, m in zip(self.theta_init, mask_list)],
+                                  self.trainable_init)
+
+    def prunable(self, trainable: list) -> list:
+        """The prunable kernels out of a full trainable list."""
+        return [trainable[i] for i in self.prunable_index]
+
+    def with_prunable(self, prunable_values: list, trainable: list | None = None) -> list:
+        """A full trainable list with the prunable kernels replaced."""
+        trainable = list(self.trainable_init if trainable is None else trainable)
+        for index, value in zip(self.prunable_index, prunable_values):
+            trainable[index] = value
+        return trainable
+
+    def logits(self, trainable: list, images, training: bool = True,
+               non_trainable: list | None = None):
+        """Model outputs `[batch, classes]`; state updates (BN statistics) dropped."""
+        non_trainable = self.non_trainable if non_trainable is None else non_trainable
+        outputs, _ = self.model.stateless_call(trainable, non_trainable, images,
+                                               training=training)
+        return outputs
+
+    def to_scores(self, values: list) -> dict[str, np.ndarray]:
+        """`{name: float32 numpy array}` from a list in `names` order."""
+        return {name: np.asarray(ops.convert_to_numpy(v), dtype="float32")
+                for name, v in zip(self.names, values)}
+
+
+def image_of(x):
+    """The plain image tensor of a batch input (`x` or `x["image"]`)."""
+    if isinstance(x, Mapping):
+        if "image" not in x:
+            raise ValueError(f"Dict batch inputs need an 'image' key; got keys {sorted(x)}")
+        return x["image"]
+    return x
+
+
+def take_batches(batches: Iterable, count: int, who: str) -> list:
+    """The first `count` `(x, y)` batches of `batches`, or a ValueError if fewer."""
+    if count == 0:
+        return []
+    if batches is None:
+        raise ValueError(f"{who} needs {count} batch(es) of (x, y); got batches=None.")
+    taken = list(itertools.islice(iter(batches), count))
+    if len(taken) < count:
+        raise ValueError(f"{who} needs {count} batch(es) but the dataset yielded only "
+                         f"{len(taken)}; pass more data or fewer scoring batches.")
+    for element in taken:
+        if not (isinstance(element, (tuple, list)) and len(element) == 2):
+            raise ValueError(f"Scoring batches must be (x, y) pairs; got {type(element)}")
+    return [(x, y) for x, y in taken]
