@@ -135,3 +135,16 @@ def test_bad_sizes_raise_before_work():
         data.load("synthetic", image_size=0)
     with pytest.raises(ValueError, match="validation_fraction must be in"):
         data.load("synthetic", validation_fraction=-0.1)
+
+
+def test_each_example_gets_new_augmentation_each_epoch():
+    splits = _synthetic(0)
+    dataset = data.for_method(splits, "example_ids")
+
+    def views_by_id():
+        return {int(i): x for features, _ in dataset
+                for i, x in zip(features["example_id"].numpy(), features["image"].numpy())}
+
+    epoch_1, epoch_2 = views_by_id(), views_by_id()
+    changed = [not np.array_equal(epoch_1[i], epoch_2[i]) for i in epoch_1]
+    assert np.mean(changed) > 0.5
