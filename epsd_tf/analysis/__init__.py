@@ -1,1 +1,23 @@
-"""epsd_tf.analysis."""
+"""epsd_tf.analysis: the analyses of the EPSD paper (METHOD.md §5).
+
+* `mean_jsv` — Mean Jacobian singular value (Lee et al., ICLR 2020).
+* `random_direction`, `landscape_1d`, `landscape_2d`, `plot_landscape_1d`,
+  `plot_landscape_2d` — loss landscapes (Li et al., NeurIPS 2018).
+* `training_cost` — EPSD vs Prune-then-Distill cost in epoch-equivalents.
+"""
+
+from epsd_tf.analysis.cost import passes_per_step, training_cost
+from epsd_tf.analysis.jsv import mean_jsv
+from epsd_tf.analysis.landscape import landscape_1d, landscape_2d, random_direction
+from epsd_tf.analysis.plots import plot_landscape_1d, plot_landscape_2d
+
+__all__ = [
+    "landscape_1d",
+    "landscape_2d",
+    "mean_jsv",
+    "passes_per_step",
+    "plot_landscape_1d",
+    "plot_landscape_2d",
+    "random_direction",
+    "training_cost",
+]
