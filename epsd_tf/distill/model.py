@@ -99,7 +99,7 @@ class SelfDistillationModel(keras.Model):
     def _make_step(self, method, batch_size, num_examples, epochs, image_shape,
                    num_classes) -> steps_lib.MethodStep:
         if isinstance(method, methods_lib.DLB):
-            replicas = distribution.num_replicas()
+            replicas = self.distribute_strategy.num_replicas_in_sync
             if batch_size is None or int(batch_size) <= 0:
                 raise ValueError(f"DLB needs batch_size > 0 (its stored previous batch "
                                  f"has that size), got batch_size={batch_size!r}")
@@ -190,7 +190,7 @@ class SelfDistillationModel(keras.Model):
                              f"element_spec {spec}")
         features = self.method_step.features(spec[0])
         batch = features["image"].shape[0]
-        replicas = distribution.num_replicas()
+        replicas = self.distribute_strategy.num_replicas_in_sync
         if batch is not None and batch % replicas:
             raise ValueError(f"batch size {batch} does not divide over {replicas} replicas; "
                              f"use a multiple of {replicas}")
