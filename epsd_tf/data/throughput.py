@@ -11,13 +11,15 @@ import time
 
 import tensorflow as tf
 
+from epsd_tf.data.splits import DataSplits
+
 
 def _batch_images(element) -> int:
     labels = element[1] if isinstance(element, tuple) else element["label"]
     return int(tf.shape(labels)[0])
 
 
-def measure_throughput(dataset: tf.data.Dataset, num_batches: int = 50,
+def measure_throughput(dataset, num_batches: int = 50,
                        warmup_batches: int = 2) -> float:
     """Images per second delivered by iterating `dataset` (batched).
 
@@ -25,8 +27,8 @@ def measure_throughput(dataset: tf.data.Dataset, num_batches: int = 50,
     first `warmup_batches` (pipeline start-up, shuffle-buffer fill) are not timed.
 
     Args:
-        dataset: batches `(features, labels [B])`, e.g. `DataSplits.train` or
-            `data.for_method(...)`.
+        dataset: batches `(features, labels [B])`, e.g. `data.for_method(...)`,
+            or a `DataSplits` (its `train` batches are timed).
         num_batches: batches timed (>= 1).
         warmup_batches: batches read before timing starts.
 
@@ -37,6 +39,8 @@ def measure_throughput(dataset: tf.data.Dataset, num_batches: int = 50,
         raise ValueError(
             f"num_batches must be >= 1 and warmup_batches >= 0, got {num_batches}, "
             f"{warmup_batches}")
+    if isinstance(dataset, DataSplits):
+        dataset = dataset.train
     iterator = iter(dataset.repeat())
     for _ in range(warmup_batches):
         next(iterator)

@@ -116,5 +116,6 @@ def test_bad_method_and_batch_size(id_splits):
 def test_measure_throughput_counts_images(id_splits):
     rate = data.measure_throughput(data.for_method(id_splits, methods.DLB()), num_batches=8)
     assert rate > 0
+    assert data.measure_throughput(id_splits, num_batches=2) > 0
     with pytest.raises(ValueError, match="num_batches must be >= 1"):
         data.measure_throughput(id_splits.train, num_batches=0)
