@@ -1,0 +1,112 @@
+"""Per-layer pruning report: a dict, a text table, a JSON file, a log entry."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Mapping
+
+import keras
+import numpy as np
+from absl import logging
+
+from epsd_tf.pruning import model_masks
+
+
+def _stats(values) -> dict | None:
+    if values is None:
+        return None
+    values = np.asarray(values, np.float64)
+    return {"min": float(values.min()), "max": float(values.max()),
+            "mean": float(values.mean()), "std": float(values.std())}
+
+
+def _sparsity(pruned: int, total: int) -> float:
+    return pruned / total if total else 0.0
+
+
+def build_report(model: keras.Model, scores: Mapping[str, np.ndarray] | None = None,
+                 target_sparsity: float | None = None,
+                 settings: Mapping | None = None) -> dict:
+    """Report of a (wrapped) model's masks.
+
+    Args:
+        model: a model; layers without a mask count as dense.
+        scores: the final scores, for per-layer statistics (optional).
+        target_sparsity: the requested sparsity of the pruned pool (optional).
+        settings: how the masks were made (scorer, method, ...), stored as is.
+
+    Returns:
+        `{"layers": [row, ...], "totals": {...}, "target_sparsity", "settings"}`;
+        a row has `name, layer, shape, parameters, kept, sparsity, masked,
+        score` (min/max/mean/std or None). Totals give sparsity over the masked
+        pool, over all prunable weights and over every model weight.
+    """
+    rows = []
+    for weight in model_masks.prunable_weights(model):
+        parameters = int(math.prod(weight.variable.shape))
+        kept = parameters if weight.mask is None else int(np.sum(weight.mask.numpy() != 0))
+        rows.append({
+            "name": weight.name, "layer": weight.layer_path,
+            "shape": [int(d) for d in weight.variable.shape], "parameters": parameters,
+            "kept": kept, "sparsity": _sparsity(parameters - kept, parameters),
+            "masked": weight.mask is not None,
+            "score": _stats(scores.get(weight.name)) if scores else None})
+    mask_ids = {id(w.mask) for w in model_masks.prunable_weights(model) if w.mask is not None}
+    model_parameters = sum(int(math.prod(v.shape)) for v in model.weights
+                           if id(v) not in mask_ids)
+    masked = [r for r in rows if r["masked"]]
+    pool = sum(r["parameters"] for r in masked)
+    pool_kept = sum(r["kept"] for r in masked)
+    prunable = sum(r["parameters"] for r in rows)
+    pruned = prunable - sum(r["kept"] for r in rows)
+    totals = {
+        "masked_parameters": pool, "masked_kept": pool_kept,
+        "masked_sparsity": _sparsity(pool - pool_kept, pool),
+        "prunable_parameters": prunable, "prunable_kept": prunable - pruned,
+        "prunable_sparsity": _sparsity(pruned, prunable),
+        "model_parameters": model_parameters, "model_pruned": pruned,
+        "model_sparsity": _sparsity(pruned, model_parameters),
+    }
+    return {"layers": rows, "totals": totals, "target_sparsity": target_sparsity,
+            "settings": dict(settings or {})}
+
+
+def format_report(report: Mapping) -> str:
+    """The report as a fixed-width text table."""
+    header = (f"{'weight':<40} {'shape':<18} {'params':>9} {'kept':>9} {'sparsity':>8} "
+              f"{'score min':>10} {'score mean':>10} {'score max':>10}")
+    lines = [header, "-" * len(header)]
+    for row in report["layers"]:
+        score = row["score"] or {}
+        numbers = " ".join(f"{score[k]:>10.3g}" if k in score else f"{'-':>10}"
+                           for k in ("min", "mean", "max"))
+        dense = "" if row["masked"] else " (dense)"
+        lines.append(f"{row['name']:<40} {str(tuple(row['shape'])):<18} "
+                     f"{row['parameters']:>9} {row['kept']:>9} {row['sparsity']:>8.4f} "
+                     f"{numbers}{dense}")
+    t = report["totals"]
+    lines.append("-" * len(header))
+    target = report.get("target_sparsity")
+    lines.append(f"masked pool: {t['masked_kept']}/{t['masked_parameters']} kept, sparsity "
+                 f"{t['masked_sparsity']:.4f}" + (f" (target {target:.4f})"
+                                                   if target is not None else ""))
+    lines.append(f"all prunable: sparsity {t['prunable_sparsity']:.4f}; whole model: "
+                 f"{t['model_pruned']}/{t['model_parameters']} pruned, sparsity "
+                 f"{t['model_sparsity']:.4f}")
+    return "\n".join(lines)
+
+
+def log_report(report: Mapping) -> None:
+    """Logs the text table with absl.logging."""
+    logging.info("Pruning report:\n%s", format_report(report))
+
+
+def write_report(report: Mapping, path: str) -> str:
+    """Writes the report as JSON to `path` (parent directories created); returns path."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2, default=str)
+    return path
