@@ -74,6 +74,9 @@ def mean_jsv(model: keras.Model, images, *, training: bool = False,
             use a fixed sample so values are comparable across models.
         training: run BatchNorm/Dropout in training mode (BN on the batch's
             statistics; see `_input_jacobians`). The model's state is never changed.
+            At initialisation BN's moving statistics are still (0, 1), so a deep
+            BN network (e.g. a sparse MobileNetV2) can give a vanishing inference-
+            mode Jacobian; `training=True` measures the network as it trains.
         batch_size: examples per Jacobian computation (memory: `batch_size · K · D`
             floats, times `batch_size` again when `training=True`).
 
