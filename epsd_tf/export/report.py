@@ -1,0 +1,88 @@
+"""The export report: JSON for machines, a fixed-width table for people."""
+
+import json
+
+from epsd_tf.export import files
+
+REPORT_JSON = "export_report.json"
+REPORT_TABLE = "export_report.txt"
+# Pairs compared side by side: (sparse artifact, dense artifact).
+COMPARISONS = (("float32_sparse", "float32"), ("int8_sparse", "int8"))
+
+
+def add_comparisons(report: dict) -> None:
+    """Adds sparse/dense size and latency ratios for pairs present in `report`."""
+    artifacts = report["artifacts"]
+    comparisons = {}
+    for sparse, dense in COMPARISONS:
+        if sparse not in artifacts or dense not in artifacts:
+            continue
+        entry = {"bytes_ratio": artifacts[sparse]["bytes"] / artifacts[dense]["bytes"],
+                 "gzip_bytes_ratio": (artifacts[sparse]["gzip_bytes"]
+                                      / artifacts[dense]["gzip_bytes"])}
+        sparse_latency = artifacts[sparse].get("latency") or {}
+        dense_latency = artifacts[dense].get("latency") or {}
+        for key in sparse_latency:
+            if "median_ms" in sparse_latency[key] and "median_ms" in dense_latency.get(key, {}):
+                entry[f"latency_ratio_{key}"] = (sparse_latency[key]["median_ms"]
+                                                 / dense_latency[key]["median_ms"])
+        comparisons[f"{sparse}_vs_{dense}"] = entry
+    report["comparisons"] = comparisons
+
+
+def format_table(report: dict) -> str:
+    """Readable summary: one row per artifact, then ratios and XNNPACK notes."""
+    stats = report["sparsity"]
+    lines = [f"Export of {report['model']} (masks stripped: {report['masks_stripped']})",
+             f"prunable-kernel sparsity {stats['sparsity']:.4f}; parameters "
+             f"{stats['parameters']:,} ({stats['nonzero_parameters']:,} nonzero)", ""]
+    header = (f"{'artifact':<16}{'bytes':>12}{'gzip':>12}{'sparse_t':>9}{'densify':>8}"
+              f"{'w_sparsity':>11}{'top1_agree':>11}{'max|dlogit|':>12}{'acc':>7}"
+              f"{'xnn1t_ms':>9}{'xnnNt_ms':>9}{'ref1t_ms':>9}{'refNt_ms':>9}")
+    lines += [header, "-" * len(header)]
+    for name, artifact in report["artifacts"].items():
+        tflite = artifact.get("tflite") or {}
+        latency = artifact.get("latency") or {}
+
+        def cell(key, fmt, width, source=tflite):
+            value = source.get(key)
+            return f"{'-':>{width}}" if value is None else f"{value:>{width}{fmt}}"
+
+        timing = "".join(
+            f"{latency[key]['median_ms']:>9.3f}" if "median_ms" in latency.get(key, {})
+            else f"{'-':>9}"
+            for key in ("xnnpack_1t", "xnnpack_allt", "builtin_1t", "builtin_allt"))
+        parity = artifact["parity"]
+        lines.append(
+            f"{name:<16}{artifact['bytes']:>12,}{artifact['gzip_bytes']:>12,}"
+            + cell("sparse_tensors", "d", 9) + cell("densify_ops", "d", 8)
+            + cell("weight_sparsity", ".4f", 11)
+            + f"{parity['top1_agreement']:>11.4f}{parity['max_abs_logit_diff']:>12.4g}"
+            + cell("accuracy", ".4f", 7, artifact) + timing)
+    for name, entry in report.get("comparisons", {}).items():
+        parts = ", ".join(f"{key} {value:.3f}" for key, value in entry.items())
+        lines.append(f"{name}: {parts}")
+    for name, artifact in report["artifacts"].items():
+        if "xnnpack_error" in artifact:
+            lines.append(f"WARNING: {name} cannot run under LiteRT's default XNNPACK "
+                         f"delegate ({artifact['xnnpack_error'].strip()}); load it with "
+                         "OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES. Parity and "
+                         "latency above use the built-in kernels.")
+    for name, artifact in report["artifacts"].items():
+        verdict = (artifact.get("tflite") or {}).get("xnnpack_sparse")
+        if verdict and name.startswith("float32_sparse"):
+            lines.append(f"XNNPACK sparse inference ({name}): {verdict['summary']}")
+            for layer, reason in verdict["ineligible_layers"][:8]:
+                lines.append(f"  not sparse: {layer}: {reason}")
+    return "\n".join(lines) + "\n"
+
+
+def write(report: dict, workdir: str, overwrite: bool) -> tuple:
+    """Writes the JSON and table files atomically; returns their paths."""
+    import os
+
+    json_path = os.path.join(workdir, REPORT_JSON)
+    table_path = os.path.join(workdir, REPORT_TABLE)
+    files.write_text(json_path, json.dumps(report, indent=2, default=float), overwrite)
+    files.write_text(table_path, format_table(report), overwrite)
+    return json_path, table_path
