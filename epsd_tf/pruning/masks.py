@@ -14,6 +14,7 @@ schedule is ProsPr/SynFlow's exponential one (METHOD.md §2).
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Mapping
 
 import numpy as np
@@ -24,7 +25,8 @@ LAYER_DENSITIES = ("uniform", "erk")
 
 def check_sparsity(sparsity: float) -> float:
     """Raises ValueError unless `0 <= sparsity < 1`."""
-    if not isinstance(sparsity, (int, float)) or not 0.0 <= float(sparsity) < 1.0:
+    if (isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real)
+            or not 0.0 <= float(sparsity) < 1.0):
         raise ValueError(f"sparsity must be in [0, 1) (fraction removed), got {sparsity!r}")
     return float(sparsity)
 

@@ -19,7 +19,6 @@ it, and BatchNorm statistics, is thrown away.
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
 from epsd_tf.distill import losses, methods
@@ -124,19 +123,31 @@ def build_meta_gradient(state: ModelState, batches: list,
     if isinstance(method, methods.PSKD):
         batches = [batches[0]] * (inner_steps + 1)
 
-    def unrolled_loss(trainable, batches):
+    def unroll(trainable, batches):
+        """θ_0 -> (θ_i, teacher for the last loss) by `inner_steps` SGD steps."""
         teacher = None
         for k in range(inner_steps):  # static and small: unrolled in the graph
             (_, teacher), grads = step_grad(trainable, batches[k], teacher)
-            if first_order:
-                grads = [ops.stop_gradient(g) for g in grads]
             trainable = [p - inner_lr * g for p, g in zip(trainable, grads)]
-        loss, _ = objective(trainable, batches[inner_steps], teacher)
-        return loss
+        return trainable, teacher
+
+    def full_meta_gradient(trainable, batches):
+        def meta_loss(trainable, batches):
+            trainable, teacher = unroll(trainable, batches)
+            return objective(trainable, batches[inner_steps], teacher)[0]
+        return autodiff.value_and_grad(meta_loss)(trainable, batches)[1]
+
+    def first_order_meta_gradient(trainable, batches):
+        # With the inner gradients stopped, ∂θ_i/∂θ_0 = I, so the meta-gradient is
+        # the plain gradient at θ_i: no outer tape over the inner steps needed.
+        trainable, teacher = unroll(trainable, batches)
+        _, grads = step_grad(trainable, batches[inner_steps], teacher)
+        return grads
+
+    meta = first_order_meta_gradient if first_order else full_meta_gradient
 
     def compute(mask_list, batches):
-        trainable = state.initial_trainable(mask_list)
-        _, grads = autodiff.value_and_grad(unrolled_loss)(trainable, batches)
+        grads = meta(state.initial_trainable(mask_list), batches)
         # θ_0 = m ⊙ θ_init, so ∂L/∂m = θ_init ⊙ ∂L/∂θ_0.
         deltas = [ops.abs(g * theta)
                   for g, theta in zip(state.prunable(grads), state.theta_init)]

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from epsd_tf import pruning
-from tests.pruning.conftest import batches, images, small_cnn, tiny_cnn
+from tests.pruning.conftest import batches, images, small_cnn
 
 
 def pool_kept(report):
@@ -63,7 +63,8 @@ def test_report_rows_totals_and_keep_dense(model):
     totals = report["totals"]
     assert abs(totals["masked_kept"] - 0.2 * totals["masked_parameters"]) <= 0.5
     stripped = pruning.strip_masks(pruned)
-    zeros = sum(int(np.sum(v.numpy() == 0)) for v in pruning.get_prunable_weights(stripped).values())
+    zeros = sum(int(np.sum(v.numpy() == 0))
+                for v in pruning.get_prunable_weights(stripped).values())
     assert totals["model_pruned"] <= zeros
     assert totals["model_parameters"] == stripped.count_params()
     assert totals["model_sparsity"] == pytest.approx(totals["model_pruned"]

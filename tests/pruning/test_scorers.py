@@ -69,6 +69,11 @@ def test_prospr_full_second_order_matches_finite_differences():
     first = pruning.score(model, data, "prospr", inner_steps=1, inner_lr=lr,
                           first_order=True)["fc/kernel"]
     assert np.abs(first - expected).max() > 1e-4
+    # First order: the plain gradient at θ_1 times θ_init.
+    _, gw, gb = ce_and_grads(w0, b0, xs[0], ys[0])
+    _, gw1, _ = ce_and_grads(w0 - lr * gw, b0 - lr * gb, xs[1], ys[1])
+    first_expected = np.abs(gw1 * w0) / np.abs(gw1 * w0).sum()
+    np.testing.assert_allclose(first, first_expected, rtol=1e-3, atol=1e-6)
 
 
 def test_epsd_with_zero_inner_steps_is_sd_loss_snip(model):

@@ -1,0 +1,175 @@
+"""Pruning costs on ResNet-20, batch 128, measured side by side in one run.
+
+  masked_step_ratio   masked / unmasked `model.fit` step time (target <= 1.10):
+                      the same ResNet-20 wrapped by `pruning.prune_low_magnitude`
+                      at 90 % random sparsity vs the plain model, same optimizer
+                      (SGD nesterov 0.9, weight decay 5e-4), same compile defaults.
+  scoring_ratio       EPSD scoring time / one unmasked training step, for 3 inner
+                      steps, full second order (target <= 15) and first order
+                      (target <= 8); graph tracing excluded (the scorer is called
+                      once to warm up, then timed). Methods: `dlb` (the costliest:
+                      its inner steps 1..3 forward 2B images) and `none` (ProsPr).
+  peak memory         TensorFlow's CPU allocator peak (`tf.config.experimental.
+                      get_memory_info("CPU:0")`, reset before each phase) and the
+                      process RSS peak above the phase's starting RSS (sampled
+                      from /proc/self/statm every 2 ms), for one training step
+                      and one scoring call.
+
+Inputs are CIFAR-shaped (32x32x3, 10 classes), random, held in memory. Rounds
+alternate the two sides and keep the fastest, so machine load hits both alike.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from epsd_tf import models, pruning
+
+BATCH_SIZE = 128
+IMAGE_SHAPE = (32, 32, 3)
+NUM_CLASSES = 10
+SPARSITY = 0.9
+TARGETS = {"masked_step_ratio": 1.10, "full_second_order": 15.0, "first_order": 8.0}
+
+
+class _RssPeak:
+    """Samples the process RSS in a thread; `peak_mb` is the rise above the start."""
+
+    def __init__(self, interval: float = 0.002):
+        self.interval = interval
+        self.page = os.sysconf("SC_PAGE_SIZE")
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * self.page
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.interval)
+
+    def __enter__(self):
+        self.start = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *args):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+        self.peak_mb = (self.peak - self.start) / 2**20
+
+
+def _measure_memory(fn) -> dict:
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    with _RssPeak() as rss:
+        fn()
+    info = tf.config.experimental.get_memory_info("CPU:0")
+    return {"tf_cpu_peak_mb": info["peak"] / 2**20, "rss_rise_mb": rss.peak_mb}
+
+
+def _data(steps: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    n = steps * BATCH_SIZE
+    images = rng.normal(size=(n, *IMAGE_SHAPE)).astype("float32")
+    views = rng.normal(size=(n, *IMAGE_SHAPE)).astype("float32")
+    labels = rng.integers(0, NUM_CLASSES, n).astype("int32")
+    return images, views, labels
+
+
+def _compile(model):
+    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True,
+                                                 weight_decay=5e-4),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _step_seconds(model, dataset, steps: int) -> float:
+    start = time.perf_counter()
+    model.fit(dataset, epochs=1, verbose=0)
+    return (time.perf_counter() - start) / steps
+
+
+def _scoring_seconds(scorer_fn) -> float:
+    start = time.perf_counter()
+    scorer_fn()
+    return time.perf_counter() - start
+
+
+def run(quick: bool = False) -> dict:
+    """Runs the pruning benchmark; returns ratios, times (s) and memory (MB)."""
+    steps = 4 if quick else 10
+    rounds = 2 if quick else 3
+    images, views, labels = _data(steps)
+    dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(
+        BATCH_SIZE, drop_remainder=True).cache()
+
+    dense = _compile(models.build("resnet20", IMAGE_SHAPE, NUM_CLASSES))
+    rng = np.random.default_rng(0)
+    masks = {name: (rng.random(v.shape) >= SPARSITY).astype("float32")
+             for name, v in pruning.get_prunable_weights(dense).items()}
+    masked = _compile(pruning.prune_low_magnitude(dense, masks=masks))
+    for model in (dense, masked):  # warm up: trace and compile both train steps
+        model.fit(dataset.take(1), epochs=1, verbose=0)
+    dense_times, masked_times = [], []
+    for _ in range(rounds):
+        dense_times.append(_step_seconds(dense, dataset, steps))
+        masked_times.append(_step_seconds(masked, dataset, steps))
+    train_step = min(dense_times)
+    result = {
+        "model": "resnet20", "batch_size": BATCH_SIZE, "image_shape": list(IMAGE_SHAPE),
+        "train_step_seconds": train_step, "masked_step_seconds": min(masked_times),
+        "masked_step_ratio": min(masked_times) / train_step,
+        "targets": TARGETS, "scoring": {},
+    }
+    one_batch = dataset.take(1)
+    result["memory_train_step"] = _measure_memory(
+        lambda: dense.fit(one_batch, epochs=1, verbose=0))
+
+    # Scoring: a fresh (unmasked) ResNet-20, 4 batches of the method's kind.
+    model = models.build("resnet20", IMAGE_SHAPE, NUM_CLASSES)
+    score_batches = {
+        "dlb": [({"image": images[i * BATCH_SIZE:(i + 1) * BATCH_SIZE],
+                  "image_view1": views[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]},
+                 labels[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]) for i in range(4)],
+        "none": [(images[i * BATCH_SIZE:(i + 1) * BATCH_SIZE],
+                  labels[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]) for i in range(4)],
+    }
+    cases = [("dlb", False), ("dlb", True)] if quick else [
+        ("dlb", False), ("dlb", True), ("none", False), ("none", True)]
+    for method, first_order in cases:
+        scorer_fn = pruning.make_scorer(model, score_batches[method], "epsd", method=method,
+                                        inner_steps=3, first_order=first_order)
+        trace_start = time.perf_counter()
+        scorer_fn()  # trace + first run
+        first_call = time.perf_counter() - trace_start
+        seconds = min(_scoring_seconds(scorer_fn) for _ in range(max(1, rounds - 1)))
+        # A training step timed right next to the scoring call (load drifts).
+        dense_times.append(_step_seconds(dense, dataset, steps))
+        train_step = min(dense_times)
+        key = f"{method}_{'first_order' if first_order else 'full_second_order'}"
+        result["scoring"][key] = {
+            "seconds": seconds, "first_call_seconds_incl_trace": first_call,
+            "ratio_to_train_step": seconds / train_step,
+            "target": TARGETS["first_order" if first_order else "full_second_order"],
+            "memory": _measure_memory(scorer_fn),
+        }
+    result["train_step_seconds"] = train_step
+    for entry in result["scoring"].values():
+        entry["ratio_to_train_step"] = entry["seconds"] / train_step
+    result["masked_step_ratio"] = result["masked_step_seconds"] / train_step
+    return result
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+    sys.stdout.write(json.dumps(run(quick="--quick" in sys.argv), indent=2) + "\n")
