@@ -19,6 +19,8 @@ import gin
 import keras
 from absl import logging
 
+from epsd_tf import data
+from epsd_tf import distill
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.train import callbacks as callbacks_lib
 from epsd_tf.train import workdir as workdir_lib
@@ -57,7 +59,8 @@ def run(workdir: str, *,
             project's reference CPU, XLA trains ResNet-20 slower than oneDNN.
         backup_every_steps: also checkpoint every N steps, so a run killed
             mid-epoch resumes mid-epoch; None checkpoints once per epoch.
-        export: `(stripped model, directory, splits) -> report`; None skips.
+        export: `(model, directory, representative_data=, eval_batch=,
+            overwrite=) -> report`, e.g. `epsd_tf.export.export_all`; None skips.
         seed: global seed (weights, data order, augmentation, scoring).
         verbose: Keras progress output (1 = progress bar, 2 = one line/epoch).
         config_text: the gin config of this run, stored in the workdir so a
@@ -82,21 +85,30 @@ def run(workdir: str, *,
     logging.info("data: %s; model: %s with %d parameters; method: %r",
                  info, model.name, model.count_params(), method)
 
+    train_batches = data.for_method(splits, method, seed=seed)
+    steps = steps_per_epoch or _steps_per_epoch(train_batches, info.num_train)
+    if steps < 1:
+        raise ValueError(f"the training set yields no full batch of {info} "
+                         "(lower the batch size)")
+    optimizer = make_optimizer(steps_per_epoch=steps, epochs=epochs)
+
     if workdir_lib.prepare(workdir, config_text, overwrite=overwrite):
         metrics = workdir_lib.read_json(os.path.join(workdir, workdir_lib.METRICS))
         logging.info("workdir %s already holds a finished run; returning its metrics "
                      "(pass --overwrite to run again)", workdir)
         return metrics
 
-    train_batches = _training_batches(splits, method, seed)
-    pruning_seconds = 0.0
+    pruning_seconds, pruning_report = 0.0, None
     if prune is not None:
-        model, pruning_seconds = _pruned_model(workdir, model, prune, train_batches, method, seed)
+        model, pruning_report, pruning_seconds = _pruned_model(
+            workdir, model, prune, train_batches, method, seed)
 
-    trainer = _compile(model, method, make_optimizer, splits, epochs,
-                       steps_per_epoch, jit_compile)
+    trainer = distill.SelfDistillationModel(
+        model, method, batch_size=_batch_size(train_batches),
+        num_examples=info.num_train, epochs=epochs)
+    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
     callbacks = callbacks_lib.standard_callbacks(
-        workdir, images_per_step=_images_per_step(splits, method),
+        workdir, images_per_step=_batch_size(train_batches) * _passes_per_step(method),
         backup_every_steps=backup_every_steps)
     fit_start = time.perf_counter()
     trainer.fit(train_batches, validation_data=splits.validation, epochs=epochs,
@@ -111,6 +123,7 @@ def run(workdir: str, *,
         "parameters": _parameter_counts(model),
         "method": method.name,
         "epochs": epochs,
+        "pruning": _pruning_summary(pruning_report),
         "seconds": {
             "pruning": pruning_seconds,
             "training": training_seconds,
@@ -124,50 +137,46 @@ def run(workdir: str, *,
     return metrics
 
 
-def _training_batches(splits, method, seed):
-    if method.batch_kind == "plain":
-        return splits.train
-    from epsd_tf import data  # pylint: disable=g-import-not-at-top
-    return data.for_method(splits, method, seed=seed)
+def _batch_size(batches) -> int:
+    images = batches.element_spec[0]
+    images = images["image"] if isinstance(images, dict) else images
+    return int(images.shape[0])
 
 
-def _images_per_step(splits, method) -> int:
-    spec = splits.train.element_spec
-    batch = spec[0].shape[0] or 0
-    # DLB runs the network on two views per example each step.
-    return batch * (2 if method.batch_kind == "two_views" else 1)
+def _steps_per_epoch(batches, num_train: int) -> int:
+    steps = int(batches.cardinality())
+    # Streamed (TFDS) pipelines may not know their length; the schedule only
+    # needs it to convert epochs to steps.
+    return steps if steps >= 0 else num_train // _batch_size(batches)
+
+
+def _passes_per_step(method) -> int:
+    # DLB runs the network on two views per example, CS-KD on the example and
+    # its class partner: images through the network per example in a step.
+    return 2 if method.batch_kind in ("two_views", "class_pairs") else 1
 
 
 def _pruned_model(workdir, model, prune, batches, method, seed):
     """Runs the pruning stage once; on resume, reloads its saved result."""
     path = os.path.join(workdir, workdir_lib.PRUNED_INIT)
-    if os.path.exists(path):
+    report_path = os.path.join(workdir, workdir_lib.PRUNING_REPORT)
+    if os.path.exists(path) and os.path.exists(report_path):
         logging.info("resuming: loading the pruned initial network from %s", path)
-        return keras.models.load_model(path), 0.0
+        return keras.models.load_model(path), workdir_lib.read_json(report_path), 0.0
     start = time.perf_counter()
     pruned, report = prune(model, batches, method=method, seed=seed)
     seconds = time.perf_counter() - start
-    workdir_lib.atomic_write_json(os.path.join(workdir, workdir_lib.PRUNING_REPORT), report)
+    # The report first: the network's presence marks the stage as done.
+    workdir_lib.atomic_write_json(report_path, report)
     workdir_lib.atomic_save_model(pruned, path)
-    return pruned, seconds
+    return pruned, report, seconds
 
 
-def _compile(model, method, make_optimizer, splits, epochs, steps_per_epoch, jit_compile):
-    steps = steps_per_epoch or int(splits.train.cardinality())
-    optimizer = make_optimizer(steps_per_epoch=steps, epochs=epochs)
-    model.compile(
-        optimizer=optimizer,
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=_metrics(splits.info.num_classes),
-        jit_compile=jit_compile)
-    return model
-
-
-def _metrics(num_classes: int) -> list:
-    metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    if num_classes > 10:
-        metrics.append(keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
-    return metrics
+def _pruning_summary(report) -> dict | None:
+    if report is None:
+        return None
+    return {"scorer": report["settings"]["scorer"],
+            "target_sparsity": report["target_sparsity"], **report["totals"]}
 
 
 def _parameter_counts(model) -> dict:
@@ -179,6 +188,13 @@ def _parameter_counts(model) -> dict:
 
 
 def _export(workdir, model, export, splits):
-    from epsd_tf import pruning  # pylint: disable=g-import-not-at-top
-    stripped = pruning.strip_masks(model) if pruning.has_masks(model) else model
-    return export(stripped, os.path.join(workdir, workdir_lib.EXPORT), splits)
+    """Runs the export stage on the trained model (it strips the masks itself).
+
+    Calibration data for int8 comes from the training pipeline; parity is
+    checked on the first test batch. A run resumed after a crash during export
+    replaces the partial artifacts (`overwrite=True` inside the run's own workdir).
+    """
+    images, labels = next(iter(splits.test))
+    return export(model, os.path.join(workdir, workdir_lib.EXPORT),
+                  representative_data=splits.train, eval_batch=(images, labels),
+                  overwrite=True)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import gin
 
 from epsd_tf import data
+from epsd_tf import export
 from epsd_tf import models
+from epsd_tf import pruning
 from epsd_tf.distill import methods
 from epsd_tf.train import optimizers
 
@@ -27,6 +29,8 @@ def _register(obj, module: str):
 _register(data.load, "epsd_tf.data")
 _register(models.build, "epsd_tf.models")
 _register(optimizers.make_optimizer, "epsd_tf.train.optimizers")
+_register(pruning.prune_at_init, "epsd_tf.pruning")
+_register(export.export_all, "epsd_tf.export")
 for _method in (methods.NoDistillation, methods.DLB, methods.CSKD, methods.PSKD):
     _register(_method, "epsd_tf.distill")
 

@@ -80,6 +80,12 @@ def _json_default(value):
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serialisable")
 
 
+def has_progress(workdir: str) -> bool:
+    """True when the workdir holds results or checkpoints of a run."""
+    return any(os.path.exists(os.path.join(workdir, name))
+               for name in (PRUNED_INIT, BACKUP, MODEL, METRICS))
+
+
 def prepare(workdir: str, config_text: str, overwrite: bool = False) -> bool:
     """Checks that `workdir` can hold this run; returns True if it is finished.
 
@@ -104,7 +110,7 @@ def prepare(workdir: str, config_text: str, overwrite: bool = False) -> bool:
         shutil.rmtree(workdir)
     os.makedirs(workdir, exist_ok=True)
     config_path = os.path.join(workdir, CONFIG)
-    if os.path.exists(config_path):
+    if os.path.exists(config_path) and has_progress(workdir):
         with open(config_path) as f:
             previous = f.read()
         if previous != config_text:
@@ -113,5 +119,7 @@ def prepare(workdir: str, config_text: str, overwrite: bool = False) -> bool:
                 f"(see {config_path}). Use a new --workdir, or pass --overwrite to "
                 "delete it and start again.")
     else:
+        # Nothing to resume (a fresh workdir, or one whose run failed before
+        # its first checkpoint): this run's config takes its place.
         atomic_write_text(config_path, config_text)
     return os.path.exists(os.path.join(workdir, METRICS))
