@@ -19,6 +19,7 @@ import gin
 import keras
 from absl import logging
 
+from epsd_tf import analysis
 from epsd_tf import data
 from epsd_tf import distill
 from epsd_tf.distill import methods as methods_lib
@@ -38,6 +39,7 @@ def run(workdir: str, *,
         jit_compile: bool = False,
         backup_every_steps: int | None = None,
         export: Callable | None = None,
+        mean_jsv_examples: int = 0,
         seed: int = 0,
         verbose: int | str = 1,
         config_text: str = "",
@@ -61,6 +63,10 @@ def run(workdir: str, *,
             mid-epoch resumes mid-epoch; None checkpoints once per epoch.
         export: `(model, directory, representative_data=, eval_batch=,
             overwrite=) -> report`, e.g. `epsd_tf.export.export_all`; None skips.
+        mean_jsv_examples: if > 0, Mean-JSV (METHOD.md §5) of the network on
+            this many test images, at initialisation (after pruning; BN in
+            training mode, as the first training step sees it) and after
+            training (inference mode, as deployed).
         seed: global seed (weights, data order, augmentation, scoring).
         verbose: Keras progress output (1 = progress bar, 2 = one line/epoch).
         config_text: the gin config of this run, stored in the workdir so a
@@ -72,6 +78,8 @@ def run(workdir: str, *,
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
+    if mean_jsv_examples < 0:
+        raise ValueError(f"mean_jsv_examples must be >= 0, got {mean_jsv_examples!r}")
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1 or None, got {steps_per_epoch!r}")
     method = methods_lib.get(method)
@@ -103,6 +111,11 @@ def run(workdir: str, *,
         model, pruning_report, pruning_seconds = _pruned_model(
             workdir, model, prune, train_batches, method, seed)
 
+    jsv_images = _test_images(splits, mean_jsv_examples)
+    mean_jsv = {}
+    if mean_jsv_examples:
+        mean_jsv["init"] = _mean_jsv(model, jsv_images, training=True)
+
     trainer = distill.SelfDistillationModel(
         model, method, batch_size=_batch_size(train_batches),
         num_examples=info.num_train, epochs=epochs)
@@ -116,6 +129,8 @@ def run(workdir: str, *,
     training_seconds = time.perf_counter() - fit_start
 
     test_metrics = trainer.evaluate(splits.test, return_dict=True, verbose=0)
+    if mean_jsv_examples:
+        mean_jsv["trained"] = _mean_jsv(model, jsv_images, training=False)
     workdir_lib.atomic_save_model(model, os.path.join(workdir, workdir_lib.MODEL))
 
     metrics = {
@@ -124,6 +139,8 @@ def run(workdir: str, *,
         "method": method.name,
         "epochs": epochs,
         "pruning": _pruning_summary(pruning_report),
+        "mean_jsv": mean_jsv or None,
+        "cost": _cost(pruning_report, method, epochs, steps),
         "seconds": {
             "pruning": pruning_seconds,
             "training": training_seconds,
@@ -170,6 +187,30 @@ def _pruned_model(workdir, model, prune, batches, method, seed):
     workdir_lib.atomic_write_json(report_path, report)
     workdir_lib.atomic_save_model(pruned, path)
     return pruned, report, seconds
+
+
+def _test_images(splits, count: int):
+    if count <= 0:
+        return None
+    return next(iter(splits.test.unbatch().map(lambda x, y: x).batch(count)))
+
+
+def _mean_jsv(model, images, training: bool) -> dict:
+    result = analysis.mean_jsv(model, images, training=training)
+    return {"mean": float(result["mean"]), "std": float(result["std"]),
+            "training_mode": training, "examples": int(images.shape[0])}
+
+
+def _cost(report, method, epochs: int, steps: int) -> dict:
+    """Passes spent on scoring vs training, against Prune-then-Distill (METHOD.md §5)."""
+    settings = (report or {}).get("settings", {})
+    meta = settings.get("scorer") in ("epsd", "prospr")
+    return analysis.training_cost(
+        epochs=epochs, steps_per_epoch=steps, method=method,
+        # Non-meta-gradient scorers cost about one pass per round (SNIP-like).
+        inner_steps=int(settings.get("inner_steps", 0)) if meta else 0,
+        rounds=int(settings.get("rounds", 1)) if report else 1,
+        first_order=bool(settings.get("first_order", False)) if meta else True)
 
 
 def _pruning_summary(report) -> dict | None:
