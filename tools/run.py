@@ -5,8 +5,8 @@ Usage:
   python tools/run.py --gin_file=gin/cifar10_resnet20_epsd_dlb.gin \
       --gin_bindings="prune_at_init.sparsity = 0.95" --workdir=runs/c10_95
 
-Gin files may `include` each other by name (the repository's gin/ directory is
-on the search path). Re-running with the same workdir resumes the run; a
+Gin files include each other as `include 'gin/base.gin'` (the repository root
+is on gin's search path, so this works from any directory). Re-running with the same workdir resumes the run; a
 finished run is reported, not repeated (use --overwrite to start again).
 """
 

@@ -14,8 +14,8 @@ from epsd_tf.train import experiment
 from epsd_tf.train import gin_registry  # noqa: F401  (registers configurables)
 from epsd_tf.train import workdir as workdir_lib
 
-GIN_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))), "gin")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+GIN_DIR = os.path.join(REPO, "gin")
 
 
 def parse(gin_files, gin_bindings=()) -> str:
@@ -36,7 +36,9 @@ def parse(gin_files, gin_bindings=()) -> str:
                 f"gin file {path!r} does not exist; available in {GIN_DIR}: "
                 f"{available_gin_files()}")
     gin.clear_config()
-    gin.add_config_file_search_path(GIN_DIR)
+    # Gin files include each other as 'gin/<name>.gin', relative to the
+    # repository root, from whatever directory the tool runs in.
+    gin.add_config_file_search_path(REPO)
     try:
         gin.parse_config_files_and_bindings(
             [_resolve(p) for p in gin_files], list(gin_bindings), finalize_config=False)
