@@ -4,20 +4,32 @@
 * `random_direction`, `landscape_1d`, `landscape_2d`, `plot_landscape_1d`,
   `plot_landscape_2d` — loss landscapes (Li et al., NeurIPS 2018).
 * `training_cost` — EPSD vs Prune-then-Distill cost in epoch-equivalents.
+* `collect`, `aggregate`, `write_csv`, `markdown_table`,
+  `plot_accuracy_vs_sparsity`, `plot_layer_densities` — sweep results as the
+  paper's tables (mean ± std over seeds) and plots.
 """
 
 from epsd_tf.analysis.cost import passes_per_step, training_cost
 from epsd_tf.analysis.jsv import mean_jsv
 from epsd_tf.analysis.landscape import landscape_1d, landscape_2d, random_direction
 from epsd_tf.analysis.plots import plot_landscape_1d, plot_landscape_2d
+from epsd_tf.analysis.results import (aggregate, collect, markdown_table,
+                                      plot_accuracy_vs_sparsity, plot_layer_densities,
+                                      write_csv)
 
 __all__ = [
+    "aggregate",
+    "collect",
     "landscape_1d",
     "landscape_2d",
+    "markdown_table",
     "mean_jsv",
     "passes_per_step",
+    "plot_accuracy_vs_sparsity",
     "plot_landscape_1d",
     "plot_landscape_2d",
+    "plot_layer_densities",
     "random_direction",
     "training_cost",
+    "write_csv",
 ]

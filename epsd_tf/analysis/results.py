@@ -1,0 +1,351 @@
+"""Result tables and plots of a sweep: the shape of the EPSD paper's comparisons.
+
+Chen et al., "EPSD: Early Pruning with Self-Distillation" (AAAI 2024) compare
+pruning criteria (EPSD against SNIP, GraSP, SynFlow, ProsPr, random, the
+"Simple Combination" baselines) under each self-distillation method, at the
+early-pruning sparsities (90 %, 95 %, 98 %, ...), as test accuracy averaged over
+seeds. These pure functions turn a sweep directory into those tables and plots.
+
+A sweep directory (written by `tools/sweep.py`) holds one directory per cell:
+
+  <root>/cells/<cell>/cell.json            {"name", "scorer", "method", "sparsity", "seed"}
+  <root>/cells/<cell>/metrics.json         the run's metrics (present once finished)
+  <root>/cells/<cell>/pruning_report.json  per-layer report (pruned cells)
+
+A dense cell has `scorer == "dense"` and `sparsity == 0.0`.
+
+Aggregation reports the mean and the *sample* standard deviation (ddof=1) over
+the seeds of a (scorer, method, sparsity) group, with `n` the number of seeds;
+with one seed the std is None (a single run has no spread estimate).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+from absl import logging
+from matplotlib.figure import Figure
+
+from epsd_tf.analysis.plots import _save
+
+DENSE = "dense"
+CELL_FILE = "cell.json"
+METRICS_FILE = "metrics.json"
+PRUNING_REPORT_FILE = "pruning_report.json"
+GROUP_FIELDS = ("scorer", "method", "sparsity")
+# The numeric fields of a collected row that `aggregate` averages over seeds.
+NUMERIC_FIELDS = ("test_accuracy", "test_loss", "test_ece", "achieved_sparsity",
+                  "trainable_sparsity", "mean_jsv_init", "mean_jsv_trained",
+                  "pruning_seconds", "training_seconds", "total_seconds")
+
+
+def _read_json(path: str):
+    with open(path) as f:
+        return json.load(f)
+
+
+def _row(cell: Mapping, metrics: Mapping, path: str) -> dict:
+    """One collected row from a cell's description and its metrics."""
+    if not isinstance(metrics.get("test"), Mapping) or "accuracy" not in metrics["test"]:
+        raise ValueError(f"{path} has no test accuracy (keys: {sorted(metrics)}); it is not "
+                         "the metrics.json of a finished tools/run.py run")
+    pruning = metrics.get("pruning") or {}
+    # The sweep applies the cell's bindings last; a mismatch means a gin file or
+    # binding overrode the grid, and the row would be filed under the wrong cell.
+    if cell["method"] != metrics.get("method"):
+        raise ValueError(f"{path}: cell method {cell['method']!r} but the run used "
+                         f"{metrics.get('method')!r}")
+    scorer = pruning.get("scorer", DENSE)
+    if cell["scorer"] != scorer:
+        raise ValueError(f"{path}: cell scorer {cell['scorer']!r} but the run used {scorer!r}")
+    if cell["scorer"] != DENSE and not np.isclose(pruning["target_sparsity"], cell["sparsity"]):
+        raise ValueError(f"{path}: cell sparsity {cell['sparsity']} but the run pruned to "
+                         f"{pruning['target_sparsity']}")
+    test = metrics["test"]
+    seconds = metrics.get("seconds", {})
+    jsv = metrics.get("mean_jsv") or {}
+    return {
+        "cell": cell["name"], "scorer": cell["scorer"], "method": cell["method"],
+        "sparsity": float(cell["sparsity"]), "seed": int(cell["seed"]),
+        "test_accuracy": test["accuracy"], "test_loss": test.get("loss"),
+        "test_ece": test.get("ece"),
+        # Over the prunable pool the target refers to; 0 for a dense network.
+        "achieved_sparsity": pruning.get("prunable_sparsity", 0.0),
+        # Zeros among all trainable weights (biases and BN included) after training.
+        "trainable_sparsity": metrics.get("parameters", {}).get("sparsity_trainable"),
+        "mean_jsv_init": (jsv.get("init") or {}).get("mean"),
+        "mean_jsv_trained": (jsv.get("trained") or {}).get("mean"),
+        "pruning_seconds": seconds.get("pruning"),
+        "training_seconds": seconds.get("training"),
+        "total_seconds": seconds.get("total"),
+        "epochs": metrics.get("epochs"),
+    }
+
+
+def collect(root: str) -> list[dict]:
+    """One row per finished cell of the sweep in `root`, sorted by cell name.
+
+    Cells without `metrics.json` are unfinished and left out (logged).
+
+    Returns:
+        Rows with `cell, scorer, method, sparsity, seed`, the test metrics
+        (`test_accuracy, test_loss, test_ece`), `achieved_sparsity` (prunable
+        pool), `trainable_sparsity`, `mean_jsv_init`/`mean_jsv_trained` (None
+        unless the run measured Mean-JSV), `pruning_seconds, training_seconds,
+        total_seconds, epochs`.
+
+    Raises:
+        FileNotFoundError: `root/cells` does not exist.
+        ValueError: a metrics file is not a finished run's, or disagrees with
+            its cell (method, scorer or sparsity).
+    """
+    cells_dir = os.path.join(root, "cells")
+    if not os.path.isdir(cells_dir):
+        raise FileNotFoundError(f"{cells_dir!r} does not exist; {root!r} is not a sweep "
+                                "directory written by tools/sweep.py")
+    rows, unfinished = [], []
+    for name in sorted(os.listdir(cells_dir)):
+        cell_path = os.path.join(cells_dir, name, CELL_FILE)
+        metrics_path = os.path.join(cells_dir, name, METRICS_FILE)
+        if not os.path.isfile(cell_path):
+            logging.warning("ignoring %s: no %s", os.path.join(cells_dir, name), CELL_FILE)
+        elif not os.path.isfile(metrics_path):
+            unfinished.append(name)
+        else:
+            rows.append(_row(_read_json(cell_path), _read_json(metrics_path), metrics_path))
+    if unfinished:
+        logging.info("%d unfinished cells left out of the results: %s", len(unfinished),
+                     unfinished)
+    return rows
+
+
+def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
+    if not values:
+        return None, None
+    array = np.asarray(values, np.float64)
+    std = float(np.std(array, ddof=1)) if len(array) >= 2 else None
+    return float(np.mean(array)), std
+
+
+def aggregate(rows: Iterable[Mapping],
+              fields: Sequence[str] = NUMERIC_FIELDS) -> list[dict]:
+    """Mean and sample std (ddof=1) over seeds per (scorer, method, sparsity).
+
+    Args:
+        rows: rows of `collect`.
+        fields: numeric fields to aggregate. A field's mean/std use the rows
+            where it is not None (None when no row has it).
+
+    Returns:
+        One row per group, sorted by method, scorer (dense first), sparsity:
+        `scorer, method, sparsity, n` (number of seeds), `seeds` (sorted list),
+        and `<field>_mean`, `<field>_std` for each field; `_std` is None when
+        fewer than two values exist.
+
+    Raises:
+        ValueError: two rows of a group have the same seed.
+    """
+    groups: dict[tuple, list[Mapping]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row[k] for k in GROUP_FIELDS), []).append(row)
+    result = []
+    for key, members in groups.items():
+        seeds = sorted(int(row["seed"]) for row in members)
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"group {dict(zip(GROUP_FIELDS, key))} has repeated seeds "
+                             f"{seeds} (cells {[row.get('cell') for row in members]})")
+        out = dict(zip(GROUP_FIELDS, key), n=len(members), seeds=seeds)
+        for field in fields:
+            values = [float(row[field]) for row in members if row.get(field) is not None]
+            out[f"{field}_mean"], out[f"{field}_std"] = _mean_std(values)
+        result.append(out)
+    return sorted(result, key=lambda r: (r["method"], r["scorer"] != DENSE, r["scorer"],
+                                         r["sparsity"]))
+
+
+def write_csv(rows: Sequence[Mapping], path: str) -> str:
+    """Writes rows (columns in order of first appearance) to a CSV file; returns path.
+
+    None is written as an empty field and lists as space-separated values.
+    """
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+    return path
+
+
+def _csv_value(value):
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return value
+
+
+def _sparsity_label(sparsity: float) -> str:
+    return f"{100 * sparsity:g} %"
+
+
+def markdown_table(aggregated: Sequence[Mapping], field: str = "test_accuracy",
+                   percent: bool = True, digits: int = 2) -> str:
+    """The paper's table shape: one row per (method, scorer), one column per sparsity.
+
+    Entries are `mean ± std` (sample std, ddof=1) of `field` over seeds, in %
+    when `percent`; a group with one seed shows the mean alone; `–` marks a
+    combination that was not run. A note under the table gives `n`; when
+    groups have different `n`, each entry carries its own `(n=..)`.
+
+    Args:
+        aggregated: rows of `aggregate`.
+        field: the aggregated field, e.g. `"test_accuracy"` or `"mean_jsv_init"`.
+        percent: multiply by 100 (for accuracies).
+        digits: decimals shown.
+
+    Raises:
+        ValueError: no rows, or the rows have no `<field>_mean`.
+    """
+    if not aggregated:
+        raise ValueError("no aggregated rows to tabulate (did any cell finish?)")
+    if f"{field}_mean" not in aggregated[0]:
+        raise ValueError(f"rows have no {field}_mean; aggregated fields: "
+                         f"{sorted(k[:-5] for k in aggregated[0] if k.endswith('_mean'))}")
+    scale = 100.0 if percent else 1.0
+    sparsities = sorted({row["sparsity"] for row in aggregated})
+    counts = sorted({row["n"] for row in aggregated})
+    entries: dict[tuple, dict] = {}
+    for row in aggregated:
+        entries.setdefault((row["method"], row["scorer"]), {})[row["sparsity"]] = row
+
+    def entry(row) -> str:
+        mean, std = row[f"{field}_mean"], row[f"{field}_std"]
+        if mean is None:
+            return "–"
+        text = f"{scale * mean:.{digits}f}"
+        if std is not None:
+            text += f" ± {scale * std:.{digits}f}"
+        return text + (f" (n={row['n']})" if len(counts) > 1 else "")
+
+    lines = ["| method | scorer | " + " | ".join(map(_sparsity_label, sparsities)) + " |",
+             "|---|---|" + "---:|" * len(sparsities)]
+    for (method, scorer), by_sparsity in entries.items():  # `aggregate`'s order
+        cells = [entry(by_sparsity[s]) if s in by_sparsity else "–" for s in sparsities]
+        lines.append(f"| {method} | {scorer} | " + " | ".join(cells) + " |")
+    unit = " (%)" if percent else ""
+    seeds = f"n = {counts[0]} seeds" if len(counts) == 1 else "n seeds per entry"
+    lines += ["", f"{field}{unit}: mean ± sample std (ddof=1) over {seeds}; columns are "
+              "sparsity (fraction of prunable weights removed); dense = unpruned."]
+    return "\n".join(lines) + "\n"
+
+
+def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str) -> dict:
+    """One PNG per method: test accuracy against sparsity, one line per scorer.
+
+    Error bars are the sample std over seeds; the dense network of that method
+    is a horizontal line with a ±std band.
+
+    Args:
+        aggregated: rows of `aggregate`.
+        path_template: output path containing `{method}`, e.g.
+            `"plots/accuracy_vs_sparsity_{method}.png"`; directories are created.
+
+    Returns:
+        `{method: path}` of the written PNGs.
+
+    Raises:
+        ValueError: the template lacks `{method}`, or there are no rows.
+    """
+    if "{method}" not in path_template:
+        raise ValueError(f"path_template {path_template!r} must contain '{{method}}'")
+    if not aggregated:
+        raise ValueError("no aggregated rows to plot (did any cell finish?)")
+    paths = {}
+    for method in sorted({row["method"] for row in aggregated}):
+        rows = [r for r in aggregated if r["method"] == method]
+        figure = Figure(figsize=(5.5, 4))
+        axis = figure.subplots()
+        for scorer in sorted({r["scorer"] for r in rows if r["scorer"] != DENSE}):
+            points = sorted((r for r in rows if r["scorer"] == scorer),
+                            key=lambda r: r["sparsity"])
+            axis.errorbar([100 * r["sparsity"] for r in points],
+                          [100 * r["test_accuracy_mean"] for r in points],
+                          yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in points],
+                          marker="o", capsize=3, label=scorer)
+        for row in (r for r in rows if r["scorer"] == DENSE):
+            mean, std = 100 * row["test_accuracy_mean"], 100 * (row["test_accuracy_std"] or 0)
+            axis.axhline(mean, color="black", linestyle="--", label="dense")
+            if std:
+                axis.axhspan(mean - std, mean + std, color="black", alpha=0.1)
+        pruned = sorted({100 * r["sparsity"] for r in rows if r["scorer"] != DENSE})
+        if pruned:
+            axis.set_xticks(pruned)
+        axis.set_xlabel("sparsity (% of prunable weights removed)")
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(f"method: {method}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+        paths[method] = _save(figure, path_template.format(method=method))
+    return paths
+
+
+def plot_layer_densities(report_paths: Sequence[str], path: str,
+                         labels: Sequence[str] | None = None) -> str:
+    """Bar chart of the kept fraction (density) of every prunable weight.
+
+    One group of bars per weight, one bar per pruning report (e.g. per cell),
+    so the layer-wise allocation of different criteria can be compared.
+
+    Args:
+        report_paths: `pruning_report.json` files of the same network.
+        path: output PNG path; directories are created.
+        labels: legend labels; default the name of each report's directory.
+
+    Returns:
+        `path`.
+
+    Raises:
+        FileNotFoundError: a report does not exist.
+        ValueError: no reports, a report without `layers`, reports of
+            different networks, or a wrong number of labels.
+    """
+    if not report_paths:
+        raise ValueError("no pruning reports given")
+    if labels is None:
+        labels = [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in report_paths]
+    if len(labels) != len(report_paths):
+        raise ValueError(f"{len(labels)} labels for {len(report_paths)} reports")
+    names, densities = None, []
+    for report_path in report_paths:
+        if not os.path.isfile(report_path):
+            raise FileNotFoundError(f"pruning report {report_path!r} does not exist")
+        layers = _read_json(report_path).get("layers")
+        if not layers:
+            raise ValueError(f"{report_path} has no 'layers'; expected a pruning_report.json")
+        these = [layer["name"] for layer in layers]
+        if names is not None and these != names:
+            raise ValueError(f"{report_path} reports weights {these}, but "
+                             f"{report_paths[0]} reports {names}: different networks")
+        names = these
+        densities.append([layer["kept"] / max(layer["parameters"], 1) for layer in layers])
+    width = 0.8 / len(report_paths)
+    positions = np.arange(len(names))
+    figure = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 4))
+    axis = figure.subplots()
+    for index, (label, values) in enumerate(zip(labels, densities)):
+        axis.bar(positions + (index - (len(report_paths) - 1) / 2) * width, values, width,
+                 label=label)
+    axis.set_xticks(positions)
+    axis.set_xticklabels(names, rotation=90, fontsize=7)
+    axis.set_ylabel("density (kept fraction)")
+    axis.set_ylim(0, 1.05)
+    axis.legend(fontsize=8)
+    return _save(figure, path)
