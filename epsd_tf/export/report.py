@@ -72,6 +72,12 @@ def format_table(report: dict) -> str:
         verdict = (artifact.get("tflite") or {}).get("xnnpack_sparse")
         if verdict and name.startswith("float32_sparse"):
             lines.append(f"XNNPACK sparse inference ({name}): {verdict['summary']}")
+            measured = report.get("comparisons", {}).get(
+                "float32_sparse_vs_float32", {}).get("latency_ratio_xnnpack_1t")
+            if measured is not None:
+                lines.append(f"  measured XNNPACK 1-thread latency sparse/dense: {measured:.3f}"
+                             + (" (sparse path engaged)" if measured < 0.8 else
+                                " (no sparse speed-up)"))
             for layer, reason in verdict["ineligible_layers"][:8]:
                 lines.append(f"  not sparse: {layer}: {reason}")
     return "\n".join(lines) + "\n"

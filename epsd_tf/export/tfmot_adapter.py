@@ -17,10 +17,10 @@ pruning-preserving quantisation-aware training (Default8BitPrunePreserve-
 QuantizeScheme, Pietrzak et al. / TF-MOT "collaborative optimisation"), then
 converts to an int8 TFLite file and writes `result.json`.
 
-Extra requirements (not needed by the rest of epsd_tf):
-`pip install tf_keras==2.21.0 tensorflow-model-optimization==0.8.0`
-(`tf_keras` must be installed with `--no-deps` next to `tensorflow-cpu`, see
-epsd_tf/export/README.md).
+Extra requirements (not needed by the rest of epsd_tf), installed with
+`--no-deps` (tf_keras requires the full `tensorflow` build and TF-MOT pins
+numpy 1.x; both work with tensorflow-cpu 2.21 and numpy 2):
+`pip install --no-deps tf_keras==2.21.0 tensorflow-model-optimization==0.8.0`.
 """
 
 import importlib.util
@@ -54,8 +54,8 @@ def check_requirements() -> None:
     if missing:
         raise ImportError(
             f"The TF-MOT adapter needs {missing}: pip install --no-deps "
-            "tf_keras==2.21.0 && pip install tensorflow-model-optimization==0.8.0 "
-            "(see epsd_tf/export/README.md).")
+            "tf_keras==2.21.0 tensorflow-model-optimization==0.8.0 dm-tree "
+            "(--no-deps keeps tensorflow-cpu and numpy 2; see epsd_tf/export/README.md).")
 
 
 def architecture_spec(model: keras.Model) -> dict:

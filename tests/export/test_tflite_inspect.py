@@ -54,6 +54,7 @@ def test_3x3_conv_blocks_and_dense_file_cannot_engage(tmp_path):
     dense = tflite_inspect.inspect(_convert(model, tmp_path, "float32"))
     assert dense["sparse_tensors"] == 0 and dense["densify_ops"] == 0
     assert "densify_ops_present" in dense["xnnpack_sparse"]["summary"]
+    assert not dense["xnnpack_sparse"]["likely_sparse"]
 
 
 def test_dense_model_has_no_zeros(tmp_path):
