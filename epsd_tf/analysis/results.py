@@ -241,7 +241,8 @@ def markdown_table(aggregated: Sequence[Mapping], field: str = "test_accuracy",
         cells = [entry(by_sparsity[s]) if s in by_sparsity else "–" for s in sparsities]
         lines.append(f"| {method} | {scorer} | " + " | ".join(cells) + " |")
     unit = " (%)" if percent else ""
-    seeds = f"n = {counts[0]} seeds" if len(counts) == 1 else "n seeds per entry"
+    seeds = (f"n = {counts[0]} seed{'s' if counts[0] > 1 else ''}" if len(counts) == 1
+             else "n seeds per entry")
     lines += ["", f"{field}{unit}: mean ± sample std (ddof=1) over {seeds}; columns are "
               "sparsity (fraction of prunable weights removed); dense = unpruned."]
     return "\n".join(lines) + "\n"
