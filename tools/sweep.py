@@ -377,9 +377,12 @@ def main(argv):
             command = cell_command(cell, root, FLAGS.base_gin, FLAGS.gin_bindings)
             sys.stdout.write(f"{cell.name} [{status}]: {shlex.join(command)}\n")
         return 0
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    outcome = run_sweep(cells, root, FLAGS.base_gin, FLAGS.gin_bindings,
-                        max_failures=FLAGS.max_failures)
+    previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        outcome = run_sweep(cells, root, FLAGS.base_gin, FLAGS.gin_bindings,
+                            max_failures=FLAGS.max_failures, run_tool=RUN_TOOL)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     written = write_results(root, plot_cells)
     failed = f" {outcome['failed']}" if outcome["failed"] else ""
     _report(f"sweep of {len(cells)} cells: {len(outcome['done'])} run, "

@@ -263,3 +263,41 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(tmp_path):
                 "layer_density_snip-none-s0.9-seed0.png"):
         assert (root / "plots" / png).read_bytes()[:4] == b"\x89PNG"
     assert len((root / "results.csv").read_text().splitlines()) == 1 + 3
+
+
+def _main(*args):
+    """Runs the sweep's main() in-process with these flags (restored afterwards)."""
+    from absl.testing import flagsaver
+    with flagsaver.flagsaver():
+        sweep.FLAGS.unparse_flags()
+        sweep.FLAGS(["sweep.py", *args])
+        return sweep.main(["sweep.py"])
+
+
+def test_command_line_exit_codes_dry_run_and_collect_only(tmp_path, fake_run, monkeypatch,
+                                                          capsys):
+    script, calls = fake_run
+    monkeypatch.setattr(sweep, "RUN_TOOL", script)
+    root = tmp_path / "s"
+    grid = ["--base_gin=gin/smoke.gin", "--scorers=snip,dense", "--methods=pskd",
+            "--sparsities=0.98", "--seeds=0", f"--root={root}"]
+    assert _main(*grid, "--dry_run") == 0
+    out = capsys.readouterr().out
+    assert "snip-pskd-s0.98-seed0 [to run]: " in out and "dense-pskd-seed0 [to run]" in out
+    assert not root.exists() and not calls()  # a dry run touches nothing
+
+    monkeypatch.setenv("FAKE_CRASH", "dense-pskd-seed0")
+    assert _main(*grid) == 1  # a failed cell makes the sweep fail, after the others ran
+    assert calls() == ["snip-pskd-s0.98-seed0", "dense-pskd-seed0"]
+    assert "1 failed ['dense-pskd-seed0']" in capsys.readouterr().out
+    assert "| pskd | snip | 50.00 |" in (root / "results.md").read_text()  # partial results
+
+    monkeypatch.delenv("FAKE_CRASH")
+    assert _main(*grid, "--density_plots=snip-pskd-s0.98-seed0") == 0
+    assert calls()[2:] == ["dense-pskd-seed0"]
+    assert (root / "plots" / "layer_density_snip-pskd-s0.98-seed0.png").exists()
+
+    (root / "results.md").unlink()
+    assert _main(f"--root={root}", "--collect_only") == 0
+    assert "| pskd | dense | 50.00 | – |" in (root / "results.md").read_text()
+    assert len(calls()) == 3  # collecting runs nothing
