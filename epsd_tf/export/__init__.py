@@ -20,3 +20,4 @@ from epsd_tf.export.runtime import latency as tflite_latency
 from epsd_tf.export.runtime import predict as tflite_predict
 from epsd_tf.export.tflite import TFLiteConversionError
 from epsd_tf.export.tflite_inspect import inspect as inspect_tflite
+from epsd_tf.export.tfmot_adapter import run_pqat

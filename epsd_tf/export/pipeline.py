@@ -27,11 +27,13 @@ FILE_NAMES = {"keras": "model.keras", "saved_model": "saved_model",
 
 
 def _split_eval_batch(eval_batch) -> tuple:
-    """`images` or `(images, labels)` (arrays or tensors) -> numpy arrays."""
+    """`images`, `(images, labels)` or a dataset (first batch) -> numpy arrays."""
     if eval_batch is None:
         raise ValueError(
             "export_all needs eval_batch (held-out images, or (images, labels)) "
             "to check every artifact against the Keras model.")
+    if hasattr(eval_batch, "element_spec"):  # a tf.data pipeline: its first batch
+        eval_batch = next(iter(eval_batch))
     images, labels = (eval_batch if isinstance(eval_batch, (tuple, list))
                       else (eval_batch, None))
     images = np.asarray(images, np.float32)
@@ -91,7 +93,8 @@ def export_all(model: keras.Model, workdir: str,
         representative_data: calibration data for int8 variants: the training
             pipeline (`tf.data` of `(images, labels)` batches) or an image array.
         eval_batch: held-out `images` or `(images, labels)` for the parity
-            check (and accuracy when labels are given). Required.
+            check (and accuracy when labels are given), or a batched tf.data
+            pipeline such as `DataSplits.test` (its first batch). Required.
         overwrite: replace existing artifacts; otherwise an existing target
             raises `FileExistsError` before anything is written.
         latency_runs: timed LiteRT runs per setting (median reported); 0 skips

@@ -54,6 +54,16 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple:
     return total // 2, total - total // 2
 
 
+def _short_name(tensor_name: str) -> str:
+    """The op's own piece of a fused TFLite tensor name ("a/relu;a/conv;...")."""
+    pieces = tensor_name.split(";")
+    for marker in ("convolution", "depthwise", "MatMul", "BiasAdd"):
+        for piece in pieces:
+            if marker in piece:
+                return piece[:96]
+    return pieces[0][:96]
+
+
 def _tensor_zeros(model, tensor) -> tuple:
     """(number of zero weights, number of weights) of a constant tensor.
 
@@ -91,7 +101,7 @@ def _layer_rows(model, graph) -> list:
         input_shape = graph.Tensors(int(inputs[0])).ShapeAsNumpy().tolist()
         filter_shape = weight.ShapeAsNumpy().tolist()
         row = {"op": name,
-               "name": graph.Tensors(int(op.OutputsAsNumpy()[0])).Name().decode()[:96],
+               "name": _short_name(graph.Tensors(int(op.OutputsAsNumpy()[0])).Name().decode()),
                "weight_type": _DTYPE.get(weight.Type(), np.void).__name__,
                "sparse_storage": weight.Sparsity() is not None,
                "densify": "DENSIFY" in passes,

@@ -103,3 +103,13 @@ def test_atomic_writer_cleans_up_on_failure(tmp_path):
     assert os.listdir(tmp_path) == []
     files.write_bytes(str(target), b"whole", overwrite=False)
     assert target.read_bytes() == b"whole" and _leftovers(tmp_path) == []
+
+
+def test_eval_batch_from_dataset(trained, data, tmp_path):
+    import tensorflow as tf
+
+    model, _ = trained
+    dataset = tf.data.Dataset.from_tensor_slices(data["test"]).batch(40)
+    report = export.export_all(model, str(tmp_path), formats=("keras",),
+                               eval_batch=dataset, latency_runs=0)
+    assert report["eval_examples"] == 40 and "keras_accuracy" in report
