@@ -114,10 +114,10 @@ def export_all(model: keras.Model, workdir: str,
         parity.ParityError: an artifact disagrees with the Keras model; the
             report (with the failure) is written first.
     """
-    formats = _validate(model, workdir, formats, representative_data, overwrite)
     images, labels = _split_eval_batch(eval_batch)
     if latency_runs < 0:
         raise ValueError(f"latency_runs must be >= 0, got {latency_runs}.")
+    formats = _validate(model, workdir, formats, representative_data, overwrite)
     representative = (tflite.representative_dataset(representative_data, calibration_examples)
                       if any(name in tflite.INT8_VARIANTS for name in formats) else None)
 
