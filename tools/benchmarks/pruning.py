@@ -10,10 +10,10 @@
                       once to warm up, then timed). Methods: `dlb` (the costliest:
                       its inner steps 1..3 forward 2B images) and `none` (ProsPr).
   peak memory         TensorFlow's CPU allocator peak (`tf.config.experimental.
-                      get_memory_info("CPU:0")`, reset before each phase) and the
-                      process RSS peak above the phase's starting RSS (sampled
-                      from /proc/self/statm every 2 ms), for one training step
-                      and one scoring call.
+                      get_memory_info("CPU:0")`, reset before each phase) for one
+                      training step and one scoring call. Process RSS is not
+                      reported: the allocator keeps memory from the warm-up calls,
+                      so RSS barely moves during the timed phases.
 
 Inputs are CIFAR-shaped (32x32x3, 10 classes), random, held in memory. Rounds
 alternate the two sides and keep the fastest, so machine load hits both alike.
@@ -21,8 +21,6 @@ alternate the two sides and keep the fastest, so machine load hits both alike.
 
 from __future__ import annotations
 
-import os
-import threading
 import time
 
 import keras
@@ -38,42 +36,11 @@ SPARSITY = 0.9
 TARGETS = {"masked_step_ratio": 1.10, "full_second_order": 15.0, "first_order": 8.0}
 
 
-class _RssPeak:
-    """Samples the process RSS in a thread; `peak_mb` is the rise above the start."""
-
-    def __init__(self, interval: float = 0.002):
-        self.interval = interval
-        self.page = os.sysconf("SC_PAGE_SIZE")
-
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * self.page
-
-    def _sample(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._rss())
-            time.sleep(self.interval)
-
-    def __enter__(self):
-        self.start = self.peak = self._rss()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *args):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, self._rss())
-        self.peak_mb = (self.peak - self.start) / 2**20
-
-
 def _measure_memory(fn) -> dict:
+    """Peak of TensorFlow's CPU allocator during `fn()`, in MB."""
     tf.config.experimental.reset_memory_stats("CPU:0")
-    with _RssPeak() as rss:
-        fn()
-    info = tf.config.experimental.get_memory_info("CPU:0")
-    return {"tf_cpu_peak_mb": info["peak"] / 2**20, "rss_rise_mb": rss.peak_mb}
+    fn()
+    return {"tf_cpu_peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20}
 
 
 def _data(steps: int, seed: int = 0):
