@@ -50,8 +50,8 @@ def test_forward_uses_masked_kernel_even_if_stored_kernel_is_dense(model):
     lambda: keras.optimizers.Adam(0.01),
     lambda: keras.optimizers.AdamW(0.01, weight_decay=0.05),
 ], ids=["sgd_momentum_wd", "adam", "adamw"])
-def test_masked_weights_stay_zero_through_fit(model, optimizer):
-    wrapped = pruning.wrap(model)
+def test_masked_weights_stay_zero_through_fit(tiny, optimizer):
+    wrapped = pruning.wrap(tiny)
     masks = random_masks(wrapped)
     pruning.set_masks(wrapped, masks)
     kept_before = {k: v.numpy().copy() for k, v in pruning.get_prunable_weights(wrapped).items()}
