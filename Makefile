@@ -13,9 +13,10 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-tfmot.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -r requirements-tfmot.txt
 	touch $@
 
 # Fashion-MNIST from Debian's package (offline); without root or apt, the

@@ -16,20 +16,36 @@ The two steps of EPSD, for any built Keras 3 model:
         learning_rate=0.1, steps_per_epoch=len(batches), epochs=2))
     trainer.fit(batches, epochs=2, validation_data=splits.validation)
     epsd_tf.export.export_all(pruned, "export/", representative_data=splits.train,
-                              eval_batch=next(iter(splits.test)))
+                              eval_batch=splits.test)
 
 Packages: `models`, `data`, `pruning`, `distill`, `train`, `analysis`, `export`.
+They and the names below are imported on first use, so `import epsd_tf` stays
+light (the TF-MOT worker and the sweep tool import it without TensorFlow work).
 """
 
-from epsd_tf import analysis
-from epsd_tf import data
-from epsd_tf import distill
-from epsd_tf import export
-from epsd_tf import models
-from epsd_tf import pruning
-from epsd_tf.distill import CSKD, DLB, PSKD, NoDistillation, SelfDistillationModel
-from epsd_tf.pruning import (PruneLowMagnitude, get_masks, get_prunable_weights, has_masks,
-                             prune_at_init, prune_low_magnitude, set_masks, strip_masks,
-                             strip_pruning)
+import importlib
 
 __version__ = "0.1.0"
+
+_PACKAGES = ("analysis", "data", "distill", "export", "models", "pruning", "train")
+_NAMES = {
+    "CSKD": "distill", "DLB": "distill", "PSKD": "distill", "NoDistillation": "distill",
+    "SelfDistillationModel": "distill",
+    "PruneLowMagnitude": "pruning", "get_masks": "pruning", "get_prunable_weights": "pruning",
+    "has_masks": "pruning", "prune_at_init": "pruning", "prune_low_magnitude": "pruning",
+    "set_masks": "pruning", "strip_masks": "pruning", "strip_pruning": "pruning",
+    "export_all": "export",
+}
+__all__ = sorted(_PACKAGES + tuple(_NAMES))
+
+
+def __getattr__(name):
+    if name in _PACKAGES:
+        return importlib.import_module(f"epsd_tf.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"epsd_tf.{_NAMES[name]}"), name)
+    raise AttributeError(f"module 'epsd_tf' has no attribute {name!r}")
+
+
+def __dir__():
+    return __all__
