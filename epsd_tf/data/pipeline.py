@@ -136,7 +136,8 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
          image_size: Optional[int] = None, crop_padding: Optional[int] = None,
          horizontal_flip: Optional[bool] = None, num_classes: Optional[int] = None,
          shuffle_buffer: int = 10_000, deterministic: bool = True,
-         download: bool = False, **synthetic_options) -> DataSplits:
+         download: bool = False, max_train_examples: Optional[int] = None,
+         **synthetic_options) -> DataSplits:
     """Loads `dataset` as train/validation/test pipelines (DESIGN.md contract).
 
     Args:
@@ -163,6 +164,8 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
         shuffle_buffer: shuffle buffer of streamed (TFDS) training data.
         deterministic: parallel maps keep element order (reproducible batches).
         download: let TFDS download and prepare the data first.
+        max_train_examples: keep only the first N training examples (after the
+            validation carve-out), e.g. to fit a time budget; None keeps all.
         **synthetic_options: for source "synthetic": `num_examples, num_test,
             image_shape, num_classes, noise, data_seed` (see synthetic.py).
 
@@ -182,6 +185,9 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
             raise ValueError(f"{name} must be >= 1, got {value!r}")
     if image_size is not None and int(image_size) < 1:
         raise ValueError(f"image_size must be >= 1, got {image_size!r}")
+    if max_train_examples is not None and int(max_train_examples) < 1:
+        raise ValueError(f"max_train_examples must be >= 1 or None, got "
+                         f"{max_train_examples!r}")
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
 
@@ -206,16 +212,23 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
                        if image_size is not None else stream.image_shape)
         stats = (known.mean, known.std) if known else _stream_stats(stream.train)
         train = _cached(stream.train, cache, "train")
+        num_train = stream.num_train
+        if max_train_examples is not None:
+            train = train.take(int(max_train_examples))
+            num_train = min(num_train, int(max_train_examples))
         train_examples = train.enumerate().map(
             lambda i, example: {"image": example[0], "label": example[1], "example_id": i})
         evals = {name: None if d is None else _cached(d, cache, name)
                  for name, d in (("validation", stream.validation), ("test", stream.test))}
-        counts = (stream.num_train, stream.num_validation, stream.num_test)
+        counts = (num_train, stream.num_validation, stream.num_test)
         class_names, train_arrays = stream.class_names, None
     else:
         splits, num_classes, stats, known = _load_arrays(
             dataset, source, path, image_size, validation_fraction, num_classes,
             synthetic_options)
+        if max_train_examples is not None:
+            splits = dataclasses.replace(splits, x_train=splits.x_train[:max_train_examples],
+                                         y_train=splits.y_train[:max_train_examples])
         stored_shape = splits.x_train.shape[1:]
         input_shape = ((image_size, image_size, stored_shape[-1])
                        if image_size is not None else stored_shape)

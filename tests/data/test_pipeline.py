@@ -148,3 +148,19 @@ def test_each_example_gets_new_augmentation_each_epoch():
     epoch_1, epoch_2 = views_by_id(), views_by_id()
     changed = [not np.array_equal(epoch_1[i], epoch_2[i]) for i in epoch_1]
     assert np.mean(changed) > 0.5
+
+
+def test_max_train_examples_keeps_the_first_examples_only():
+    full = data.load("synthetic", source="synthetic", batch_size=16, num_examples=200)
+    small = data.load("synthetic", source="synthetic", batch_size=16, num_examples=200,
+                      max_train_examples=64)
+    assert small.info.num_train == 64
+    assert small.info.num_validation == full.info.num_validation
+    ids = [int(e["example_id"]) for e in small.train_examples.as_numpy_iterator()]
+    assert ids == list(range(64))
+    assert int(small.train.cardinality()) == 64 // 16
+    first = next(small.train_examples.as_numpy_iterator())
+    np.testing.assert_array_equal(first["image"],
+                                  next(full.train_examples.as_numpy_iterator())["image"])
+    with pytest.raises(ValueError, match="max_train_examples"):
+        data.load("synthetic", source="synthetic", max_train_examples=0)
