@@ -14,6 +14,7 @@ a crash never leaves a half-written file that breaks the next run):
   model.keras             the trained model (masks kept, so it can train on)
   metrics.json            final metrics; its presence marks a finished run
   export/                 edge artifacts and their report (export stage)
+  pqat/                   TF-MOT pruning-preserving QAT int8 file and report
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
 METRICS = "metrics.json"
 EXPORT = "export"
+PQAT = "pqat"
 
 
 def atomic_write_text(path: str, text: str) -> None:

@@ -165,3 +165,27 @@ def test_a_failed_run_leaves_the_workdir_usable(tmp_path):
     metrics = run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
     assert metrics["epochs"] == 1
     assert metrics["pruning"]["prunable_sparsity"] == pytest.approx(0.9, abs=1e-4)
+
+
+def test_export_and_pqat_stages_through_gin(tmp_path):
+    workdir = tmp_path / "edge"
+    metrics = run_in_process(workdir, [SMOKE], [
+        "run.export = @export_all",
+        "export_all.formats = ('keras', 'float32', 'float32_sparse', 'int8')",
+        "export_all.latency_runs = 0",
+        "run.pqat = @run_pqat",
+        "run_pqat.max_train_examples = 64",
+        "run_pqat.max_test_examples = 64",
+    ])
+    for name in ("model.keras", "model_float32.tflite", "model_float32_sparse.tflite",
+                 "model_int8.tflite", "export_report.json"):
+        assert (workdir / "export" / name).exists(), name
+    assert (workdir / "pqat" / "model_pqat_int8.tflite").exists()
+    assert (workdir / "pqat" / "pqat_report.json").exists()
+    assert "export" in metrics and "pqat" in metrics
+    artifacts = metrics["export"]["artifacts"]
+    assert artifacts["float32_sparse"]["bytes"] < artifacts["float32"]["bytes"]
+    assert metrics["pqat"]["target_sparsity"] == pytest.approx(
+        metrics["pruning"]["prunable_sparsity"], abs=0.005)
+    assert metrics["pqat"]["tflite_weight_sparsity"] == pytest.approx(
+        metrics["pqat"]["target_sparsity"], abs=0.005)
