@@ -2,6 +2,11 @@
 
 The pipeline must not be the bottleneck: its images/s (decode, augment,
 normalise, batch) should be >= 3x what a training step consumes.
+
+On the 2-core reference VM, back-to-back identical epochs alternate between
+two speeds (about 250 and 500 images/s), so training is timed over several
+rounds and the fastest is kept (the harder comparison for the pipeline); the
+slowest is reported too.
 """
 
 import time
@@ -31,12 +36,16 @@ def run(quick: bool = False) -> dict:
     batches = splits.train.take(train_steps).cache()
     model.fit(batches.take(3), epochs=1, verbose=0)  # trace + warm up
     model.fit(batches, epochs=1, verbose=0)  # fill the cache
-    start = time.perf_counter()
-    model.fit(batches, epochs=1, verbose=0)
-    train_ips = train_steps * BATCH_SIZE / (time.perf_counter() - start)
+    rates = []
+    for _ in range(2 if quick else 4):
+        start = time.perf_counter()
+        model.fit(batches, epochs=1, verbose=0)
+        rates.append(train_steps * BATCH_SIZE / (time.perf_counter() - start))
+    train_ips = max(rates)
     return {
         "pipeline_images_per_second": pipeline_ips,
         "training_images_per_second": train_ips,
+        "training_images_per_second_slowest_round": min(rates),
         "pipeline_over_training": pipeline_ips / train_ips,
         "target_pipeline_over_training": 3.0,
     }
