@@ -22,8 +22,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from typing import Any
+
+from epsd_tf.export import files
 
 CONFIG = "config.gin"
 OPERATIVE_CONFIG = "operative_config.gin"
@@ -40,17 +41,8 @@ PQAT = "pqat"
 
 def atomic_write_text(path: str, text: str) -> None:
     """Writes `text` to `path` via a temp file in the same directory + rename."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    files.write_text(path, text, overwrite=True)
 
 
 def atomic_write_json(path: str, obj: Any) -> None:
@@ -59,15 +51,9 @@ def atomic_write_json(path: str, obj: Any) -> None:
 
 def atomic_save_model(model, path: str) -> None:
     """Saves a Keras model to `path` (`.keras`) without leaving a partial file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = os.path.join(directory, ".tmp-" + os.path.basename(path))
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with files.atomic_path(path, overwrite=True, suffix=".keras") as temporary:
+        model.save(temporary)
 
 
 def read_json(path: str) -> Any:
