@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 import gin
 import keras
+import numpy as np
 from absl import logging
 
 from epsd_tf import analysis
@@ -128,7 +129,7 @@ def run(workdir: str, *,
         num_examples=info.num_train, epochs=epochs)
     trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
     callbacks = callbacks_lib.standard_callbacks(
-        workdir, images_per_step=_batch_size(train_batches) * _passes_per_step(method),
+        workdir, images_per_step=_batch_size(train_batches) * analysis.passes_per_step(method),
         backup_every_steps=backup_every_steps)
     fit_start = time.perf_counter()
     trainer.fit(train_batches, validation_data=splits.validation, epochs=epochs,
@@ -176,12 +177,6 @@ def _steps_per_epoch(batches, num_train: int) -> int:
     # Streamed (TFDS) pipelines may not know their length; the schedule only
     # needs it to convert epochs to steps.
     return steps if steps >= 0 else num_train // _batch_size(batches)
-
-
-def _passes_per_step(method) -> int:
-    # DLB runs the network on two views per example, CS-KD on the example and
-    # its class partner: images through the network per example in a step.
-    return 2 if method.batch_kind in ("two_views", "class_pairs") else 1
 
 
 def _pruned_model(workdir, model, prune, batches, method, seed):
@@ -232,7 +227,6 @@ def _pruning_summary(report) -> dict | None:
 
 
 def _parameter_counts(model) -> dict:
-    import numpy as np  # pylint: disable=g-import-not-at-top
     total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
     nonzero = sum(int(np.count_nonzero(w.numpy())) for w in model.trainable_weights)
     return {"trainable": total, "nonzero_trainable": nonzero,
@@ -244,8 +238,9 @@ def _export(workdir, model, export, splits):
 
     Calibration data for int8 comes from the training pipeline; parity is
     checked on the first `PARITY_EXAMPLES` test images (one disagreement in a
-    small batch would already break the 97 % int8 bar). A run resumed after a crash during export
-    replaces the partial artifacts (`overwrite=True` inside the run's own workdir).
+    small batch would already break the 97 % int8 bar). A run resumed after a
+    crash during export replaces the partial artifacts (`overwrite=True` inside
+    the run's own workdir).
     """
     images, labels = next(iter(splits.test.unbatch().batch(PARITY_EXAMPLES)))
     return export(model, os.path.join(workdir, workdir_lib.EXPORT),
