@@ -25,8 +25,13 @@ refused, so stale results are never mixed in. Cell bindings (the grid axes,
 Outputs in `<root>`: `sweep_state.json` (status, elapsed and attempts per
 cell), `cells/<cell>/run.log` (the cell's own output), and at the end (or with
 `--collect_only`) `results.csv` (one row per cell), `results_summary.csv` and
-`results.md` (mean ± sample std over seeds), `plots/accuracy_vs_sparsity_<method>.png`
-and `plots/layer_density_<cell>.png` for the cells named by `--density_plots`.
+`results.md` (mean ± sample std over seeds: test accuracy, and when measured
+Mean-JSV at init, layers left at the per-layer floor, landscape sharpness),
+`plots/accuracy_vs_sparsity_<method>.png`, `plots/layer_density_<cell>.png` for
+the cells named by `--density_plots` (and `plots/layer_density.png` with them
+side by side), and, for cells run with `run.landscape = @loss_landscape`,
+`plots/landscape_<method>_s<sparsity>.png` overlaying the first seed's 1-D
+landscapes with the dense cells'.
 Exits non-zero if any cell failed (after running the others).
 """
 
@@ -50,6 +55,7 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from epsd_tf import analysis  # noqa: E402
 from epsd_tf.analysis import results  # noqa: E402
 from epsd_tf.pruning import scorers as scorers_lib  # noqa: E402
 from epsd_tf.train import workdir as workdir_lib  # noqa: E402
@@ -338,11 +344,20 @@ def write_results(root: str, plot_cells=()) -> list[str]:
     if any(row["mean_jsv_init"] is not None for row in rows):
         text += ("\n## Mean-JSV at initialisation\n\n" +
                  results.markdown_table(summary, "mean_jsv_init", percent=False, digits=3))
+    if any(row["floor_layers"] is not None for row in rows):
+        text += ("\n## Layers left at the per-layer floor (min_density; empty without one)\n\n"
+                 + results.markdown_table(summary, "floor_layers", percent=False, digits=1))
+    if any(row["landscape_sharpness"] is not None for row in rows):
+        text += ("\n## Loss-landscape sharpness (loss rise at ±radius/2)\n\n" +
+                 results.markdown_table(summary, "landscape_sharpness", percent=False,
+                                        digits=3))
     workdir_lib.atomic_write_text(os.path.join(root, "results.md"), text)
     written.append(os.path.join(root, "results.md"))
     plots = os.path.join(root, "plots")
     written += results.plot_accuracy_vs_sparsity(
         summary, os.path.join(plots, "accuracy_vs_sparsity_{method}.png")).values()
+    written += _landscape_overlays(root, rows, plots)
+    reports = []
     for name in plot_cells:
         report = os.path.join(root, "cells", name, workdir_lib.PRUNING_REPORT)
         if not os.path.exists(report):
@@ -351,6 +366,38 @@ def write_results(root: str, plot_cells=()) -> list[str]:
             continue
         written.append(results.plot_layer_densities(
             [report], os.path.join(plots, f"layer_density_{name}.png")))
+        reports.append(report)
+    if len(reports) > 1:  # the chosen cells side by side
+        written.append(results.plot_layer_densities(
+            reports, os.path.join(plots, "layer_density.png")))
+    return written
+
+
+def _landscape_overlays(root: str, rows, plots: str) -> list[str]:
+    """Overlays of the first seed's 1-D landscapes, one per (method, sparsity).
+
+    Every dense cell (of any method) is drawn in each overlay, so a pruned cell
+    is seen against the dense network with and without self-distillation.
+    """
+    with_landscape = [r for r in rows if r["landscape_sharpness"] is not None]
+    if not with_landscape:
+        return []
+    seed = min(r["seed"] for r in with_landscape)
+    first = [r for r in with_landscape if r["seed"] == seed]
+    dense = [r for r in first if r["scorer"] == results.DENSE]
+    groups = sorted({(r["method"], r["sparsity"]) for r in first if r["scorer"] != results.DENSE})
+    written = []
+    for method, sparsity in groups or [(None, None)]:
+        chosen = dense + [r for r in first if r["scorer"] != results.DENSE and
+                          r["method"] == method and r["sparsity"] == sparsity]
+        curves = {f"{r['scorer']} + {r['method']}": analysis.read_landscape(
+            os.path.join(root, "cells", r["cell"])) for r in chosen}
+        name = "landscape_dense.png" if method is None else \
+            f"landscape_{method}_s{sparsity:g}.png"
+        title = f"seed {seed}" if method is None else \
+            f"{method}, sparsity {100 * sparsity:g} %, seed {seed}"
+        written.append(results.plot_landscape_overlay(curves, os.path.join(plots, name),
+                                                      title=title))
     return written
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 from typing import Iterable, Mapping, Sequence
 
@@ -40,6 +41,7 @@ GROUP_FIELDS = ("scorer", "method", "sparsity")
 # The numeric fields of a collected row that `aggregate` averages over seeds.
 NUMERIC_FIELDS = ("test_accuracy", "test_loss", "test_ece", "achieved_sparsity",
                   "trainable_sparsity", "mean_jsv_init", "mean_jsv_trained",
+                  "landscape_sharpness", "floor_layers",
                   "pruning_seconds", "training_seconds", "total_seconds")
 
 
@@ -48,7 +50,19 @@ def _read_json(path: str):
         return json.load(f)
 
 
-def _row(cell: Mapping, metrics: Mapping, path: str) -> dict:
+def floor_layers(report: Mapping) -> int:
+    """Pruned layers left with no more weights than the per-layer floor.
+
+    The floor is `ceil(min_density · n)` of the report's settings; without a
+    floor (min_density 0) these are the empty layers. A global ranking that
+    starves a layer shows up here: the layer kept only what the floor forced.
+    """
+    min_density = float((report.get("settings") or {}).get("min_density") or 0.0)
+    return sum(1 for layer in report["layers"] if layer.get("masked", True) and
+               layer["kept"] <= math.ceil(min_density * layer["parameters"] - 1e-9))
+
+
+def _row(cell: Mapping, metrics: Mapping, path: str, report: Mapping | None = None) -> dict:
     """One collected row from a cell's description and its metrics."""
     if not isinstance(metrics.get("test"), Mapping) or "accuracy" not in metrics["test"]:
         raise ValueError(f"{path} has no test accuracy (keys: {sorted(metrics)}); it is not "
@@ -68,6 +82,7 @@ def _row(cell: Mapping, metrics: Mapping, path: str) -> dict:
     test = metrics["test"]
     seconds = metrics.get("seconds", {})
     jsv = metrics.get("mean_jsv") or {}
+    landscape = metrics.get("landscape") or {}
     return {
         "cell": cell["name"], "scorer": cell["scorer"], "method": cell["method"],
         "sparsity": float(cell["sparsity"]), "seed": int(cell["seed"]),
@@ -79,6 +94,9 @@ def _row(cell: Mapping, metrics: Mapping, path: str) -> dict:
         "trainable_sparsity": metrics.get("parameters", {}).get("sparsity_trainable"),
         "mean_jsv_init": (jsv.get("init") or {}).get("mean"),
         "mean_jsv_trained": (jsv.get("trained") or {}).get("mean"),
+        # Loss rise at ±radius/2 along the run's 1-D landscape (None unless measured).
+        "landscape_sharpness": landscape.get("sharpness_half"),
+        "floor_layers": floor_layers(report) if report else None,
         "pruning_seconds": seconds.get("pruning"),
         "training_seconds": seconds.get("training"),
         "total_seconds": seconds.get("total"),
@@ -95,7 +113,9 @@ def collect(root: str) -> list[dict]:
         Rows with `cell, scorer, method, sparsity, seed`, the test metrics
         (`test_accuracy, test_loss, test_ece`), `achieved_sparsity` (prunable
         pool), `trainable_sparsity`, `mean_jsv_init`/`mean_jsv_trained` (None
-        unless the run measured Mean-JSV), `pruning_seconds, training_seconds,
+        unless the run measured Mean-JSV), `landscape_sharpness` (None unless
+        the run had the landscape stage), `floor_layers` (see `floor_layers`;
+        None for dense cells), `pruning_seconds, training_seconds,
         total_seconds, epochs`.
 
     Raises:
@@ -116,7 +136,10 @@ def collect(root: str) -> list[dict]:
         elif not os.path.isfile(metrics_path):
             unfinished.append(name)
         else:
-            rows.append(_row(_read_json(cell_path), _read_json(metrics_path), metrics_path))
+            report_path = os.path.join(cells_dir, name, PRUNING_REPORT_FILE)
+            report = _read_json(report_path) if os.path.isfile(report_path) else None
+            rows.append(_row(_read_json(cell_path), _read_json(metrics_path), metrics_path,
+                             report))
     if unfinished:
         logging.info("%d unfinished cells left out of the results: %s", len(unfinished),
                      unfinished)
@@ -349,4 +372,37 @@ def plot_layer_densities(report_paths: Sequence[str], path: str,
     axis.set_ylabel("density (kept fraction)")
     axis.set_ylim(0, 1.05)
     axis.legend(fontsize=8)
+    return _save(figure, path)
+
+
+def plot_landscape_overlay(curves: Mapping[str, Mapping], path: str, *, title: str = "") -> str:
+    """Overlays 1-D loss landscapes (e.g. several cells' `landscape.json`).
+
+    Args:
+        curves: `{label: {"alphas": [...], "loss": [...]}}`.
+        path: output PNG path; directories are created.
+        title: optional figure title.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: no curves, or a curve without `alphas`/`loss` of equal length.
+    """
+    if not curves:
+        raise ValueError("no landscapes to overlay")
+    figure = Figure(figsize=(5.5, 4))
+    axis = figure.subplots()
+    for label, curve in curves.items():
+        if "alphas" not in curve or "loss" not in curve or \
+                len(curve["alphas"]) != len(curve["loss"]):
+            raise ValueError(f"landscape {label!r} needs equal-length 'alphas' and 'loss'")
+        axis.plot(curve["alphas"], curve["loss"], label=label)
+    axis.set_xlabel("alpha (filter-normalised direction)")
+    axis.set_ylabel("test cross-entropy loss")
+    axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
+    if title:
+        axis.set_title(title)
     return _save(figure, path)

@@ -44,6 +44,7 @@ def run(workdir: str, *,
         backup_every_steps: int | None = None,
         export: Callable | None = None,
         pqat: Callable | None = None,
+        landscape: Callable | None = None,
         mean_jsv_examples: int = 0,
         seed: int = 0,
         verbose: int | str = 1,
@@ -71,6 +72,9 @@ def run(workdir: str, *,
         pqat: `(model, directory, train_data, test_data, overwrite=) -> report`,
             e.g. `epsd_tf.export.run_pqat` (TF-MOT pruning-preserving QAT to
             int8, in its own process); None skips.
+        landscape: `(model, test_data, directory) -> summary`, e.g.
+            `epsd_tf.analysis.loss_landscape` (1-D/2-D loss landscape of the
+            trained network, files in `<workdir>/landscape/`); None skips.
         mean_jsv_examples: if > 0, Mean-JSV (METHOD.md §5) of the network on
             this many test images, at initialisation (after pruning; BN in
             training mode, as the first training step sees it) and after
@@ -155,6 +159,9 @@ def run(workdir: str, *,
             "total": time.perf_counter() - start,
         },
     }
+    if landscape is not None:
+        metrics["landscape"] = landscape(model, splits.test,
+                                         os.path.join(workdir, workdir_lib.LANDSCAPE))
     if export is not None:
         metrics["export"] = _export(workdir, model, export, splits)
     if pqat is not None:

@@ -2,7 +2,8 @@
 
 Gin files refer to them as `@load`, `@build`, `@make_optimizer`,
 `@prune_at_init`, `@DLB()`, `@CSKD()`, `@PSKD()`, `@NoDistillation()`,
-`@export_all`, `@run_pqat` (or with their module prefix, e.g. `@epsd_tf.data.load`).
+`@export_all`, `@run_pqat`, `@loss_landscape` (or with their module prefix,
+e.g. `@epsd_tf.data.load`).
 `run` itself is configured in `experiment.py`. Nothing is renamed: the gin
 name is the Python name, so the API docs are the config docs.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import gin
 
+from epsd_tf import analysis
 from epsd_tf import data
 from epsd_tf import export
 from epsd_tf import models
@@ -32,6 +34,7 @@ _register(optimizers.make_optimizer, "epsd_tf.train.optimizers")
 _register(pruning.prune_at_init, "epsd_tf.pruning")
 _register(export.export_all, "epsd_tf.export")
 _register(export.run_pqat, "epsd_tf.export")
+_register(analysis.loss_landscape, "epsd_tf.analysis")
 for _method in (methods.NoDistillation, methods.DLB, methods.CSKD, methods.PSKD):
     _register(_method, "epsd_tf.distill")
 

@@ -13,6 +13,7 @@ a crash never leaves a half-written file that breaks the next run):
   tensorboard/            TensorBoard event files
   model.keras             the trained model (masks kept, so it can train on)
   metrics.json            final metrics; its presence marks a finished run
+  landscape/              loss landscape JSON and plots (landscape stage)
   export/                 edge artifacts and their report (export stage)
   pqat/                   TF-MOT pruning-preserving QAT int8 file and report
 """
@@ -35,6 +36,7 @@ TRAIN_LOG = "train_log.csv"
 TENSORBOARD = "tensorboard"
 MODEL = "model.keras"
 METRICS = "metrics.json"
+LANDSCAPE = "landscape"
 EXPORT = "export"
 PQAT = "pqat"
 

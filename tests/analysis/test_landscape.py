@@ -156,3 +156,46 @@ def test_plots_write_png_files(tmp_path):
             assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="missing"):
         analysis.plot_landscape_2d({"alphas": grid}, str(tmp_path / "bad.png"))
+
+
+def test_landscape_stage_writes_files_and_summarises(tmp_path):
+    model = _model()
+    _, _, dataset = _data()
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss = model.evaluate(dataset, verbose=0)
+    before = _all_weights(model)
+    summary = analysis.loss_landscape(model, dataset, str(tmp_path / "landscape"), points=5,
+                                      radius=0.5, num_batches=None, seed=3, points_2d=3)
+    assert summary["loss_at_0"] == pytest.approx(loss, rel=1e-5)
+    saved = analysis.read_landscape(str(tmp_path))  # a workdir holding landscape/... also works
+    assert saved == analysis.read_landscape(str(tmp_path / "landscape"))
+    assert saved["alphas"] == pytest.approx([-0.5, -0.25, 0.0, 0.25, 0.5])
+    assert np.asarray(saved["2d"]["loss"]).shape == (3, 3)
+    assert saved["2d"]["loss"][1][1] == pytest.approx(loss, rel=1e-5)
+    expected = analysis.landscape_1d(model, dataset, analysis.random_direction(model, 3),
+                                     saved["alphas"])
+    np.testing.assert_allclose(saved["loss"], expected["loss"], rtol=1e-5)
+    assert summary["sharpness_full"] == pytest.approx(
+        (saved["loss"][0] + saved["loss"][4]) / 2 - saved["loss"][2], rel=1e-6)
+    assert summary["max_loss"] == pytest.approx(max(saved["loss"]))
+    for name in ("landscape_1d.png", "landscape_2d.png"):
+        assert (tmp_path / "landscape" / name).read_bytes()[:4] == b"\x89PNG"
+    for b, a in zip(before, _all_weights(model)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sharpness_of_a_parabola_and_bad_stage_settings(tmp_path):
+    from epsd_tf.analysis.landscape_stage import sharpness
+    alphas = np.linspace(-1, 1, 9)
+    parabola = {"alphas": alphas, "loss": 2.0 + alphas ** 2}
+    assert sharpness(parabola, 0.5) == pytest.approx(0.25)
+    assert sharpness(parabola, 1.0) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="outside"):
+        sharpness(parabola, 2.0)
+    model, (_, _, dataset) = _model(), _data()
+    for kwargs, message in [({"points": 4}, "odd"), ({"points_2d": 2}, "points_2d"),
+                            ({"radius": 0.0}, "radius")]:
+        with pytest.raises(ValueError, match=message):
+            analysis.loss_landscape(model, dataset, str(tmp_path), **kwargs)
+    with pytest.raises(FileNotFoundError, match="run.landscape"):
+        analysis.read_landscape(str(tmp_path / "nothing"))

@@ -199,3 +199,39 @@ def test_a_run_that_disagrees_with_its_cell_is_refused(tmp_path):
     (directory / "metrics.json").write_text(json.dumps({"method": "dlb"}))
     with pytest.raises(ValueError, match="no test accuracy"):
         collect(str(tmp_path))
+
+
+def test_floor_layers_counts_layers_starved_down_to_the_floor():
+    from epsd_tf.analysis.results import floor_layers
+    layers = [{"name": "a", "parameters": 1000, "kept": 2},   # at the 0.2 % floor
+              {"name": "b", "parameters": 1000, "kept": 3},   # above it
+              {"name": "c", "parameters": 100, "kept": 1},    # ceil(0.2) = 1: at the floor
+              {"name": "d", "parameters": 100, "kept": 0, "masked": False}]  # not pruned
+    assert floor_layers({"layers": layers, "settings": {"min_density": 0.002}}) == 2
+    layers[0]["kept"] = 0
+    assert floor_layers({"layers": layers, "settings": {"min_density": 0.0}}) == 1  # empty only
+
+
+def test_collect_reads_landscape_and_floor_fields(tmp_path):
+    directory = write_cell(tmp_path, "epsd", "dlb", 0.9, 0, 0.9)
+    metrics = json.loads((directory / "metrics.json").read_text())
+    metrics["landscape"] = {"sharpness_half": 0.125}
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+    write_cell(tmp_path, "dense", "dlb", 0.0, 0, 0.95)
+    rows = {row["scorer"]: row for row in collect(str(tmp_path))}
+    assert rows["epsd"]["landscape_sharpness"] == 0.125
+    assert rows["epsd"]["floor_layers"] == 0  # report() has no floor and no empty layer
+    assert rows["dense"]["landscape_sharpness"] is None and rows["dense"]["floor_layers"] is None
+
+
+def test_landscape_overlay_plot(tmp_path):
+    from epsd_tf.analysis import plot_landscape_overlay
+    curves = {"dense + dlb": {"alphas": [-1, 0, 1], "loss": [2.0, 0.3, 2.2]},
+              "epsd + dlb": {"alphas": [-1, 0, 1], "loss": [1.0, 0.4, 1.1]}}
+    path = plot_landscape_overlay(curves, str(tmp_path / "p" / "o.png"), title="t")
+    assert open(path, "rb").read(8) == PNG_MAGIC
+    with pytest.raises(ValueError, match="no landscapes"):
+        plot_landscape_overlay({}, str(tmp_path / "x.png"))
+    with pytest.raises(ValueError, match="equal-length"):
+        plot_landscape_overlay({"bad": {"alphas": [0, 1], "loss": [1.0]}},
+                               str(tmp_path / "x.png"))

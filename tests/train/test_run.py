@@ -30,7 +30,8 @@ def smoke(workdir, *bindings, overwrite=False):
 
 def test_smoke_run_writes_the_workdir(tmp_path):
     workdir = tmp_path / "smoke"
-    result = smoke(workdir)
+    result = smoke(workdir, "run.landscape = @loss_landscape", "loss_landscape.points = 5",
+                   "loss_landscape.num_batches = 2")
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("config.gin", "operative_config.gin", "metrics.json", "train_log.csv",
                  "model.keras", "pruned_init.keras", "pruning_report.json"):
@@ -45,6 +46,10 @@ def test_smoke_run_writes_the_workdir(tmp_path):
     assert metrics["test"]["accuracy"] > 0.5
     assert metrics["pruning"]["prunable_sparsity"] == pytest.approx(0.9, abs=1e-4)
     assert metrics["parameters"]["sparsity_trainable"] > 0.85
+    landscape = json.loads((workdir / "landscape" / "landscape.json").read_text())
+    assert len(landscape["alphas"]) == 5 and landscape["settings"]["num_batches"] == 2
+    assert metrics["landscape"]["loss_at_0"] == pytest.approx(landscape["loss"][2])
+    assert (workdir / "landscape" / "landscape_1d.png").exists()
     log_lines = (workdir / "train_log.csv").read_text().strip().splitlines()
     assert len(log_lines) == 1 + 2  # header + one row per epoch
     assert "test accuracy" in result.stdout
@@ -112,7 +117,8 @@ def test_every_gin_file_parses(gin_file):
     first_lines = open(os.path.join(GIN_DIR, gin_file)).read().splitlines()[:12]
     # Each file opens with the command that runs it (base.gin is only included).
     if gin_file != "base.gin":
-        assert any("tools/run.py" in line or "make " in line for line in first_lines), gin_file
+        assert any(tool in line for line in first_lines
+                   for tool in ("tools/run.py", "tools/sweep.py", "make ")), gin_file
         assert any("Expected" in line for line in first_lines), gin_file
 
 

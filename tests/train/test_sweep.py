@@ -301,3 +301,42 @@ def test_command_line_exit_codes_dry_run_and_collect_only(tmp_path, fake_run, mo
     assert _main(f"--root={root}", "--collect_only") == 0
     assert "| pskd | dense | 50.00 | – |" in (root / "results.md").read_text()
     assert len(calls()) == 3  # collecting runs nothing
+
+
+def test_results_overlay_landscapes_and_plot_densities_side_by_side(tmp_path):
+    """Cells run with the landscape stage get overlays (first seed, dense in each)."""
+    def cell(scorer, method, sparsity, seed, sharpness):
+        name = (f"dense-{method}-seed{seed}" if scorer == "dense"
+                else f"{scorer}-{method}-s{sparsity:g}-seed{seed}")
+        directory = tmp_path / "cells" / name
+        (directory / "landscape").mkdir(parents=True)
+        (directory / "cell.json").write_text(json.dumps(
+            {"name": name, "scorer": scorer, "method": method, "sparsity": sparsity,
+             "seed": seed}))
+        pruning = None
+        if scorer != "dense":
+            pruning = {"scorer": scorer, "target_sparsity": sparsity,
+                       "prunable_sparsity": sparsity}
+            (directory / "pruning_report.json").write_text(json.dumps(
+                {"layers": [{"name": "c/kernel", "parameters": 1000, "kept": 2},
+                            {"name": "d/kernel", "parameters": 1000, "kept": 100}],
+                 "settings": {"min_density": 0.002}}))
+        (directory / "landscape" / "landscape.json").write_text(json.dumps(
+            {"alphas": [-1, 0, 1], "loss": [1 + sharpness, 1.0, 1 + sharpness]}))
+        (directory / "metrics.json").write_text(json.dumps(
+            {"test": {"accuracy": 0.8}, "method": method, "pruning": pruning,
+             "landscape": {"sharpness_half": sharpness}}))
+        return name
+
+    for seed in (0, 1):
+        cell("dense", "none", 0.0, seed, 2.0)
+        cell("dense", "dlb", 0.0, seed, 1.0)
+        chosen = [cell(s, "dlb", 0.98, seed, 0.5) for s in ("epsd", "snip")]
+    written = sweep.write_results(str(tmp_path), chosen)
+    plots = tmp_path / "plots"
+    assert (plots / "landscape_dlb_s0.98.png").exists()
+    assert (plots / "layer_density.png").exists()  # both chosen cells in one chart
+    assert str(plots / "layer_density.png") in written
+    text = (tmp_path / "results.md").read_text()
+    assert "| dlb | epsd | – | 0.500 ± 0.000 |" in text  # sharpness table
+    assert "| dlb | snip | – | 1.0 ± 0.0 |" in text       # one layer held at the floor
