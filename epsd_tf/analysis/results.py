@@ -275,7 +275,9 @@ def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str)
     """One PNG per method: test accuracy against sparsity, one line per scorer.
 
     Error bars are the sample std over seeds; the dense network of that method
-    is a horizontal line with a ±std band.
+    is a dashed horizontal line with a ±std band, dense networks of the other
+    methods dotted grey lines. A method run only on dense cells gets no plot
+    of its own (unless no method has pruned cells).
 
     Args:
         aggregated: rows of `aggregate`.
@@ -293,7 +295,11 @@ def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str)
     if not aggregated:
         raise ValueError("no aggregated rows to plot (did any cell finish?)")
     paths = {}
-    for method in sorted({row["method"] for row in aggregated}):
+    dense_rows = [r for r in aggregated if r["scorer"] == DENSE]
+    # A method with only a dense row gets no plot of its own: it is drawn in the others.
+    methods = sorted({r["method"] for r in aggregated if r["scorer"] != DENSE}) or \
+        sorted({r["method"] for r in aggregated})
+    for method in methods:
         rows = [r for r in aggregated if r["method"] == method]
         figure = Figure(figsize=(5.5, 4))
         axis = figure.subplots()
@@ -304,11 +310,15 @@ def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str)
                           [100 * r["test_accuracy_mean"] for r in points],
                           yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in points],
                           marker="o", capsize=3, label=scorer)
-        for row in (r for r in rows if r["scorer"] == DENSE):
+        for row in sorted(dense_rows, key=lambda r: r["method"] != method):
+            own = row["method"] == method
             mean, std = 100 * row["test_accuracy_mean"], 100 * (row["test_accuracy_std"] or 0)
-            axis.axhline(mean, color="black", linestyle="--", label="dense")
+            axis.axhline(mean, color="black" if own else "gray",
+                         linestyle="--" if own else ":",
+                         label="dense" if own else f"dense, method {row['method']}")
             if std:
-                axis.axhspan(mean - std, mean + std, color="black", alpha=0.1)
+                axis.axhspan(mean - std, mean + std, color="black" if own else "gray",
+                             alpha=0.1)
         pruned = sorted({100 * r["sparsity"] for r in rows if r["scorer"] != DENSE})
         if pruned:
             axis.set_xticks(pruned)

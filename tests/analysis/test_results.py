@@ -235,3 +235,13 @@ def test_landscape_overlay_plot(tmp_path):
     with pytest.raises(ValueError, match="equal-length"):
         plot_landscape_overlay({"bad": {"alphas": [0, 1], "loss": [1.0]}},
                                str(tmp_path / "x.png"))
+
+
+def test_dense_only_methods_are_drawn_in_the_other_methods_plots(tmp_path):
+    write_cell(tmp_path, "snip", "dlb", 0.9, 0, 0.8)
+    write_cell(tmp_path, "dense", "dlb", 0.0, 0, 0.9)
+    write_cell(tmp_path, "dense", "none", 0.0, 0, 0.88)
+    paths = plot_accuracy_vs_sparsity(aggregate(collect(str(tmp_path))),
+                                      str(tmp_path / "{method}.png"))
+    assert list(paths) == ["dlb"]  # no plot holding a lone dense line for "none"
+    assert open(paths["dlb"], "rb").read(8) == PNG_MAGIC
