@@ -305,28 +305,22 @@ def test_command_line_exit_codes_dry_run_and_collect_only(tmp_path, fake_run, mo
 
 def test_results_overlay_landscapes_and_plot_densities_side_by_side(tmp_path):
     """Cells run with the landscape stage get overlays (first seed, dense in each)."""
+    from tests.analysis.test_results import write_cell
+
     def cell(scorer, method, sparsity, seed, sharpness):
-        name = (f"dense-{method}-seed{seed}" if scorer == "dense"
-                else f"{scorer}-{method}-s{sparsity:g}-seed{seed}")
-        directory = tmp_path / "cells" / name
-        (directory / "landscape").mkdir(parents=True)
-        (directory / "cell.json").write_text(json.dumps(
-            {"name": name, "scorer": scorer, "method": method, "sparsity": sparsity,
-             "seed": seed}))
-        pruning = None
-        if scorer != "dense":
-            pruning = {"scorer": scorer, "target_sparsity": sparsity,
-                       "prunable_sparsity": sparsity}
+        directory = write_cell(tmp_path, scorer, method, sparsity, seed, 0.8)
+        (directory / "landscape").mkdir()
+        (directory / "landscape" / "landscape.json").write_text(json.dumps(
+            {"alphas": [-1, 0, 1], "loss": [1 + sharpness, 1.0, 1 + sharpness]}))
+        metrics = json.loads((directory / "metrics.json").read_text())
+        metrics["landscape"] = {"sharpness_half": sharpness}
+        (directory / "metrics.json").write_text(json.dumps(metrics))
+        if scorer != "dense":  # one of two layers starved down to the 0.2 % floor
             (directory / "pruning_report.json").write_text(json.dumps(
                 {"layers": [{"name": "c/kernel", "parameters": 1000, "kept": 2},
                             {"name": "d/kernel", "parameters": 1000, "kept": 100}],
                  "settings": {"min_density": 0.002}}))
-        (directory / "landscape" / "landscape.json").write_text(json.dumps(
-            {"alphas": [-1, 0, 1], "loss": [1 + sharpness, 1.0, 1 + sharpness]}))
-        (directory / "metrics.json").write_text(json.dumps(
-            {"test": {"accuracy": 0.8}, "method": method, "pruning": pruning,
-             "landscape": {"sharpness_half": sharpness}}))
-        return name
+        return directory.name
 
     for seed in (0, 1):
         cell("dense", "none", 0.0, seed, 2.0)
