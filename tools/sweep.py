@@ -396,8 +396,8 @@ def _landscape_overlays(root: str, rows, plots: str) -> list[str]:
             f"landscape_{method}_s{sparsity:g}.png"
         title = f"seed {seed}" if method is None else \
             f"{method}, sparsity {100 * sparsity:g} %, seed {seed}"
-        written.append(results.plot_landscape_overlay(curves, os.path.join(plots, name),
-                                                      title=title))
+        written.append(analysis.plot_landscape_overlay(curves, os.path.join(plots, name),
+                                                       title=title))
     return written
 
 

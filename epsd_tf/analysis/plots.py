@@ -1,4 +1,5 @@
-"""PNG plots of loss landscapes (Li et al., NeurIPS 2018, Figs. 1-D curve / 2-D contour).
+"""PNG plots of loss landscapes (Li et al., NeurIPS 2018, Figs. 1-D curve / 2-D contour),
+and an overlay of several runs' 1-D curves.
 
 Figures are drawn on `matplotlib.figure.Figure` objects with the Agg canvas, so
 no pyplot global state or display backend is touched (safe on headless
@@ -8,6 +9,7 @@ machines and in tests).
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -80,6 +82,39 @@ def plot_landscape_2d(result: dict, path: str, *, title: str = "", levels: int =
     axis.plot([0.0], [0.0], "k+", markersize=10)  # the trained weights
     axis.set_xlabel("alpha")
     axis.set_ylabel("beta")
+    if title:
+        axis.set_title(title)
+    return _save(figure, path)
+
+
+def plot_landscape_overlay(curves: Mapping[str, Mapping], path: str, *, title: str = "") -> str:
+    """Overlays 1-D loss landscapes (e.g. several cells' `landscape.json`).
+
+    Args:
+        curves: `{label: {"alphas": [...], "loss": [...]}}`.
+        path: output PNG path; directories are created.
+        title: optional figure title.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: no curves, or a curve without `alphas`/`loss` of equal length.
+    """
+    if not curves:
+        raise ValueError("no landscapes to overlay")
+    figure = Figure(figsize=(5.5, 4))
+    axis = figure.subplots()
+    for label, curve in curves.items():
+        if "alphas" not in curve or "loss" not in curve or \
+                len(curve["alphas"]) != len(curve["loss"]):
+            raise ValueError(f"landscape {label!r} needs equal-length 'alphas' and 'loss'")
+        axis.plot(curve["alphas"], curve["loss"], label=label)
+    axis.set_xlabel("alpha (filter-normalised direction)")
+    axis.set_ylabel("test cross-entropy loss")
+    axis.set_yscale("log")
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=8)
     if title:
         axis.set_title(title)
     return _save(figure, path)

@@ -383,36 +383,3 @@ def plot_layer_densities(report_paths: Sequence[str], path: str,
     axis.set_ylim(0, 1.05)
     axis.legend(fontsize=8)
     return _save(figure, path)
-
-
-def plot_landscape_overlay(curves: Mapping[str, Mapping], path: str, *, title: str = "") -> str:
-    """Overlays 1-D loss landscapes (e.g. several cells' `landscape.json`).
-
-    Args:
-        curves: `{label: {"alphas": [...], "loss": [...]}}`.
-        path: output PNG path; directories are created.
-        title: optional figure title.
-
-    Returns:
-        `path`.
-
-    Raises:
-        ValueError: no curves, or a curve without `alphas`/`loss` of equal length.
-    """
-    if not curves:
-        raise ValueError("no landscapes to overlay")
-    figure = Figure(figsize=(5.5, 4))
-    axis = figure.subplots()
-    for label, curve in curves.items():
-        if "alphas" not in curve or "loss" not in curve or \
-                len(curve["alphas"]) != len(curve["loss"]):
-            raise ValueError(f"landscape {label!r} needs equal-length 'alphas' and 'loss'")
-        axis.plot(curve["alphas"], curve["loss"], label=label)
-    axis.set_xlabel("alpha (filter-normalised direction)")
-    axis.set_ylabel("test cross-entropy loss")
-    axis.set_yscale("log")
-    axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    if title:
-        axis.set_title(title)
-    return _save(figure, path)
