@@ -16,15 +16,14 @@ Files written (atomically):
 
 from __future__ import annotations
 
-import json
 import os
 
 import keras
 import numpy as np
 
 from epsd_tf.analysis import landscape as landscape_lib
+from epsd_tf import files
 from epsd_tf.analysis import plots
-from epsd_tf.export import files
 
 RESULT_FILE = "landscape.json"
 
@@ -94,8 +93,7 @@ def loss_landscape(model: keras.Model, dataset, directory: str, *, points: int =
     settings = {"points": points, "radius": radius, "num_batches": num_batches,
                 "seed": seed, "points_2d": points_2d}
     saved["settings"] = settings
-    files.write_text(os.path.join(directory, RESULT_FILE), json.dumps(saved) + "\n",
-                     overwrite=True)
+    files.write_json(os.path.join(directory, RESULT_FILE), saved, sort_keys=False)
     middle = points // 2
     return {"loss_at_0": float(result["loss"][middle]),
             "accuracy_at_0": float(result["accuracy"][middle]),
@@ -106,10 +104,9 @@ def loss_landscape(model: keras.Model, dataset, directory: str, *, points: int =
 
 def read_landscape(workdir_or_directory: str) -> dict:
     """Reads `landscape.json` from a run's workdir or its `landscape/` directory."""
-    for path in (os.path.join(workdir_or_directory, "landscape", RESULT_FILE),
+    for path in (os.path.join(workdir_or_directory, files.LANDSCAPE, RESULT_FILE),
                  os.path.join(workdir_or_directory, RESULT_FILE)):
         if os.path.isfile(path):
-            with open(path) as f:
-                return json.load(f)
+            return files.read_json(path)
     raise FileNotFoundError(f"no {RESULT_FILE} under {workdir_or_directory!r}; run with "
                             "run.landscape = @loss_landscape")

@@ -1,15 +1,16 @@
-"""Atomic artifact writing: no partial files are ever left behind.
+"""Export destinations: checks before work, atomic writes, artifact sizes.
 
-Every artifact is first written to a temporary sibling (same directory, so the
-final `os.replace` is an atomic rename on one filesystem) and renamed into
-place only once it is complete. A failure anywhere removes the temporary.
+The atomic write itself (temporary sibling + rename, nothing left behind on a
+failure) is `epsd_tf.files`; this module adds the export-specific checks
+(existing targets, missing or unwritable directories, named in export terms)
+and the size measurements of the export report.
 """
 
 import contextlib
 import os
-import shutil
-import tempfile
 from typing import Iterator
+
+from epsd_tf import files
 
 
 def check_destination(path: str, overwrite: bool) -> None:
@@ -48,17 +49,10 @@ def prepare_workdir(workdir: str) -> None:
         raise PermissionError(f"Export workdir {workdir!r} is not writable.")
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.remove(path)
-
-
 @contextlib.contextmanager
 def atomic_path(path: str, overwrite: bool, is_dir: bool = False,
                 suffix: str = "") -> Iterator[str]:
-    """Yields a temporary path next to `path`; renames it onto `path` on success.
+    """`epsd_tf.files.atomic_path` after the export checks of `check_destination`.
 
     Args:
         path: final destination.
@@ -67,36 +61,22 @@ def atomic_path(path: str, overwrite: bool, is_dir: bool = False,
         suffix: extension the temporary must keep (Keras insists on `.keras`).
 
     Yields:
-        The temporary path to write to. It does not exist yet for files; for
-        directories its parent exists and the directory itself does not.
+        The temporary path to write to (it does not exist yet).
     """
+    del is_dir  # files and directories are renamed into place alike
     check_destination(path, overwrite)
-    parent = os.path.dirname(os.path.abspath(path))
-    base = os.path.basename(path)
-    holder = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
-    temporary = os.path.join(holder, "artifact" + suffix)
-    try:
+    with files.atomic_path(path, overwrite, suffix=suffix) as temporary:
         yield temporary
-        if not os.path.exists(temporary):
-            raise RuntimeError(f"Writer produced no artifact for {path!r}.")
-        if os.path.exists(path):
-            # Only reached with overwrite=True (checked above). A directory
-            # cannot be atomically replaced by rename, so remove it first.
-            _remove(path)
-        os.replace(temporary, path)
-    finally:
-        shutil.rmtree(holder, ignore_errors=True)
 
 
 def write_bytes(path: str, data: bytes, overwrite: bool) -> None:
-    """Writes `data` to `path` atomically."""
-    with atomic_path(path, overwrite) as temporary:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
+    """Writes `data` to `path` atomically (export checks first)."""
+    check_destination(path, overwrite)
+    files.write_bytes(path, data, overwrite)
 
 
 def write_text(path: str, text: str, overwrite: bool) -> None:
-    """Writes `text` (UTF-8) to `path` atomically."""
+    """Writes `text` (UTF-8) to `path` atomically (export checks first)."""
     write_bytes(path, text.encode("utf-8"), overwrite)
 
 

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from epsd_tf import files as floor
 from epsd_tf.export import files
 
 
@@ -37,10 +38,9 @@ def sparsity_stats(model: keras.Model) -> dict:
     layers = {}
     total = zeros = 0
     for name, kernel in get_prunable_weights(model).items():
-        values = keras.ops.convert_to_numpy(kernel)
-        layer_zeros = int(np.count_nonzero(values == 0))
-        layers[name] = layer_zeros / max(values.size, 1)
-        total += values.size
+        layer_zeros, size = floor.count_zeros([keras.ops.convert_to_numpy(kernel)])
+        layers[name] = layer_zeros / max(size, 1)
+        total += size
         zeros += layer_zeros
     parameters = int(sum(np.prod(w.shape) for w in model.weights))
     return {
@@ -74,9 +74,8 @@ def save_keras(model: keras.Model, path: str, overwrite: bool = False) -> str:
     """Saves `model` as a `.keras` archive at `path`, atomically."""
     if not path.endswith(".keras"):
         raise ValueError(f"Keras archive path must end in '.keras', got {path!r}.")
-    with files.atomic_path(path, overwrite, suffix=".keras") as temporary:
-        model.save(temporary)
-    return path
+    files.check_destination(path, overwrite)
+    return floor.save_model(model, path, overwrite)
 
 
 def save_saved_model(model: keras.Model, path: str,

@@ -58,6 +58,12 @@ def check_requirements() -> None:
             "(--no-deps keeps tensorflow-cpu and numpy 2; see epsd_tf/export/README.md).")
 
 
+def preflight(directory: str) -> None:
+    """What `run` checks before training when PQAT follows it: TF-MOT is importable."""
+    del directory  # run checks that it is writable
+    check_requirements()
+
+
 def architecture_spec(model: keras.Model) -> dict:
     """The Functional config of a stripped model, rebuildable with tf_keras.
 
@@ -248,3 +254,7 @@ def _run_worker(spec_path: str, timeout_seconds: Optional[float]) -> None:
     if code != 0:
         raise RuntimeError(f"TF-MOT worker failed (exit code {code}). Last output:\n"
                            + "\n".join(tail))
+
+
+# `epsd_tf.train.experiment.run` calls a stage's `preflight` before training.
+run_pqat.preflight = preflight

@@ -173,13 +173,11 @@ class KeepDepthwiseMasks(tf_keras.callbacks.Callback):
 
 def kernel_sparsity(model, masks) -> float:
     """Exact-zero fraction over the masked kernels of a (stripped) tf_keras model."""
-    zeros = total = 0
-    for layer in model.layers:
-        if layer.name in masks:
-            kernel = (layer.depthwise_kernel if hasattr(layer, "depthwise_kernel")
-                      else layer.kernel).numpy()
-            zeros += int(np.count_nonzero(kernel == 0))
-            total += kernel.size
+    from epsd_tf import files
+
+    zeros, total = files.count_zeros(
+        layer.depthwise_kernel if hasattr(layer, "depthwise_kernel") else layer.kernel
+        for layer in model.layers if layer.name in masks)
     return zeros / max(total, 1)
 
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from typing import Mapping
 
 import keras
 import numpy as np
 from absl import logging
 
+from epsd_tf import files
 from epsd_tf.pruning import model_masks
 
 
@@ -104,9 +103,5 @@ def log_report(report: Mapping) -> None:
 
 
 def write_report(report: Mapping, path: str) -> str:
-    """Writes the report as JSON to `path` (parent directories created); returns path."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(report, f, indent=2, default=str)
-    return path
+    """Writes the report as JSON to `path` atomically (parents created); returns path."""
+    return files.write_json(path, report, sort_keys=False, default=str)

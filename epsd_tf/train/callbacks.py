@@ -8,7 +8,7 @@ import time
 import keras
 from absl import logging
 
-from epsd_tf.train import workdir as workdir_lib
+from epsd_tf import files
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -54,10 +54,12 @@ def standard_callbacks(workdir: str, images_per_step: int,
     return [
         # EpochTimer first so its values reach the CSV and TensorBoard logs.
         EpochTimer(images_per_step),
+        # Kept when fit ends: `run` deletes it once the trained model is saved,
+        # so a kill in between resumes after the last epoch instead of at 0.
         keras.callbacks.BackupAndRestore(
-            os.path.join(workdir, workdir_lib.BACKUP), save_freq=save_freq,
-            delete_checkpoint=True),
-        keras.callbacks.CSVLogger(os.path.join(workdir, workdir_lib.TRAIN_LOG), append=True),
-        keras.callbacks.TensorBoard(os.path.join(workdir, workdir_lib.TENSORBOARD),
+            os.path.join(workdir, files.BACKUP), save_freq=save_freq,
+            delete_checkpoint=False),
+        keras.callbacks.CSVLogger(os.path.join(workdir, files.TRAIN_LOG), append=True),
+        keras.callbacks.TensorBoard(os.path.join(workdir, files.TENSORBOARD),
                                     write_graph=False, profile_batch=0),
     ]

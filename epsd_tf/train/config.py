@@ -10,9 +10,9 @@ import os
 
 import gin
 
+from epsd_tf import files
 from epsd_tf.train import experiment
 from epsd_tf.train import gin_registry  # noqa: F401  (registers configurables)
-from epsd_tf.train import workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIN_DIR = os.path.join(REPO, "gin")
@@ -55,12 +55,11 @@ def run_from_config(workdir: str, config_text: str, overwrite: bool = False) -> 
     The operative config (the parameters actually used) is written only by a run
     that trained, so reporting an already finished run never shrinks it.
     """
-    finished_before = (not overwrite and
-                       os.path.exists(os.path.join(workdir, workdir_lib.METRICS)))
+    finished_before = not overwrite and files.is_finished(workdir)
     metrics = experiment.run(workdir, config_text=config_text, overwrite=overwrite)
     if not finished_before:
-        workdir_lib.atomic_write_text(
-            os.path.join(workdir, workdir_lib.OPERATIVE_CONFIG), gin.operative_config_str())
+        files.write_text(os.path.join(workdir, files.OPERATIVE_CONFIG),
+                         gin.operative_config_str())
     return metrics
 
 

@@ -1,8 +1,11 @@
 """`run`: the one gin root that wires an EPSD experiment end to end.
 
 data -> model -> (prune at init) -> fit (self-distillation) -> evaluate ->
-(export) -> metrics. Every stage's output lands in the workdir (layout in
-`workdir.py`); re-running on the same workdir resumes instead of starting over.
+(landscape) -> (export) -> (PQAT) -> metrics. Every stage's output lands in the
+workdir (layout in `workdir.py`), each stage's result is recorded as soon as it
+finishes, and re-running on the same workdir resumes at the first unfinished
+stage: a failure after training never trains again. One run holds a workdir
+at a time (`workdir.lock`).
 
 The stages are passed in as callables so that gin (or a Python caller) decides
 what runs: `run.load_data = @load`, `run.build_model = @build`,
@@ -11,18 +14,20 @@ what runs: `run.load_data = @load`, `run.build_model = @build`,
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from typing import Any, Callable
 
 import gin
 import keras
-import numpy as np
 from absl import logging
 
 from epsd_tf import analysis
 from epsd_tf import data
 from epsd_tf import distill
+from epsd_tf import files
+from epsd_tf import pruning  # noqa: F401  (registers the mask wrapper for load_model)
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.train import callbacks as callbacks_lib
 from epsd_tf.train import workdir as workdir_lib
@@ -69,6 +74,9 @@ def run(workdir: str, *,
             mid-epoch resumes mid-epoch; None checkpoints once per epoch.
         export: `(model, directory, representative_data=, eval_batch=,
             overwrite=) -> report`, e.g. `epsd_tf.export.export_all`; None skips.
+            Post-training stages (export, pqat, landscape) are checked before
+            training: their directory must be writable, and a stage's own
+            `preflight(directory)` attribute, if any, is called.
         pqat: `(model, directory, train_data, test_data, overwrite=) -> report`,
             e.g. `epsd_tf.export.run_pqat` (TF-MOT pruning-preserving QAT to
             int8, in its own process); None skips.
@@ -87,6 +95,9 @@ def run(workdir: str, *,
 
     Returns:
         The metrics dict written to `metrics.json`.
+
+    Raises:
+        epsd_tf.files.LockHeldError: another live run holds the workdir.
     """
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs!r}")
@@ -95,82 +106,128 @@ def run(workdir: str, *,
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1 or None, got {steps_per_epoch!r}")
     method = methods_lib.get(method)
-    keras.utils.set_random_seed(seed)
-    start = time.perf_counter()
+    # One run per workdir: a second run on it is refused here, before any work.
+    with workdir_lib.lock(workdir):
+        keras.utils.set_random_seed(seed)
+        start = time.perf_counter()
 
-    # Everything that can fail on bad input happens before the workdir is touched.
-    splits = load_data()
-    info = splits.info
-    model = build_model(input_shape=info.image_shape, num_classes=info.num_classes)
-    logging.info("data: %s; model: %s with %d parameters; method: %r",
-                 info, model.name, model.count_params(), method)
+        # Everything that can fail on bad input happens before the workdir is written.
+        splits = load_data()
+        info = splits.info
+        model = build_model(input_shape=info.image_shape, num_classes=info.num_classes)
+        logging.info("data: %s; model: %s with %d parameters; method: %r",
+                     info, model.name, model.count_params(), method)
 
-    train_batches = data.for_method(splits, method, seed=seed)
-    steps = steps_per_epoch or _steps_per_epoch(train_batches, info.num_train)
-    if steps < 1:
-        raise ValueError(f"the training set yields no full batch of {info} "
-                         "(lower the batch size)")
-    optimizer = make_optimizer(steps_per_epoch=steps, epochs=epochs)
+        train_batches = data.for_method(splits, method, seed=seed)
+        steps = steps_per_epoch or _steps_per_epoch(train_batches, info.num_train)
+        if steps < 1:
+            raise ValueError(f"the training set yields no full batch of {info} "
+                             "(lower the batch size)")
+        optimizer = make_optimizer(steps_per_epoch=steps, epochs=epochs)
 
-    if workdir_lib.prepare(workdir, config_text, overwrite=overwrite):
-        metrics = workdir_lib.read_json(os.path.join(workdir, workdir_lib.METRICS))
-        logging.info("workdir %s already holds a finished run; returning its metrics "
-                     "(pass --overwrite to run again)", workdir)
+        if workdir_lib.prepare(workdir, config_text, overwrite=overwrite):
+            metrics = files.read_json(os.path.join(workdir, files.METRICS))
+            logging.info("workdir %s already holds a finished run; returning its metrics "
+                         "(pass --overwrite to run again)", workdir)
+            return metrics
+
+        stages = workdir_lib.Stages(workdir)
+        # What each post-training stage needs is checked before training starts.
+        post_training = _post_training_stages(workdir, stages, splits, landscape=landscape,
+                                              export=export, pqat=pqat)
+        model_path = os.path.join(workdir, files.MODEL)
+        if "trained" in stages:
+            logging.info("resuming after training: loading the trained network from %s",
+                         model_path)
+            model = keras.models.load_model(model_path)
+        else:
+            pruning_seconds, pruning_report = 0.0, None
+            if prune is not None:
+                model, pruning_report, pruning_seconds = _pruned_model(
+                    workdir, model, prune, train_batches, method, seed)
+
+            jsv_images = _test_images(splits, mean_jsv_examples)
+            if mean_jsv_examples:
+                # Recorded before training, so a resumed run never measures it again.
+                stages.run("mean_jsv_init", lambda: _mean_jsv(model, jsv_images, training=True))
+
+            trainer = distill.SelfDistillationModel(
+                model, method, batch_size=_batch_size(train_batches),
+                num_examples=info.num_train, epochs=epochs)
+            trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+            callbacks = callbacks_lib.standard_callbacks(
+                workdir,
+                images_per_step=_batch_size(train_batches) * analysis.passes_per_step(method),
+                backup_every_steps=backup_every_steps)
+            fit_start = time.perf_counter()
+            trainer.fit(train_batches, validation_data=splits.validation, epochs=epochs,
+                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+            training_seconds = time.perf_counter() - fit_start
+
+            test_metrics = trainer.evaluate(splits.test, return_dict=True, verbose=0)
+            mean_jsv = {}
+            if mean_jsv_examples:
+                mean_jsv = {"init": stages.get("mean_jsv_init"),
+                            "trained": _mean_jsv(model, jsv_images, training=False)}
+            # The trained model first, then its record: the record marks training done,
+            # and only then may the backup (the way back into training) go.
+            files.save_model(model, model_path)
+            stages.record("trained", {
+                "test": {k: float(v) for k, v in test_metrics.items()},
+                "parameters": _parameter_counts(model),
+                "method": method.name,
+                "epochs": epochs,
+                "pruning": _pruning_summary(pruning_report),
+                "mean_jsv": mean_jsv or None,
+                "cost": _cost(pruning_report, method, epochs, steps),
+                "seconds": {
+                    "pruning": pruning_seconds,
+                    "training": training_seconds,
+                    "total": time.perf_counter() - start,
+                },
+            })
+            files.remove(os.path.join(workdir, files.BACKUP))
+
+        post_start = time.perf_counter()
+        metrics = dict(stages.get("trained"))
+        for name, stage in post_training.items():
+            metrics[name] = stages.run(name, functools.partial(stage, model))
+        metrics["seconds"] = dict(metrics["seconds"], total=metrics["seconds"]["total"] +
+                                  time.perf_counter() - post_start)
+        files.write_json(os.path.join(workdir, files.METRICS), metrics)
+        logging.info("test metrics: %s", metrics["test"])
         return metrics
 
-    pruning_seconds, pruning_report = 0.0, None
-    if prune is not None:
-        model, pruning_report, pruning_seconds = _pruned_model(
-            workdir, model, prune, train_batches, method, seed)
 
-    jsv_images = _test_images(splits, mean_jsv_examples)
-    mean_jsv = {}
-    if mean_jsv_examples:
-        mean_jsv["init"] = _mean_jsv(model, jsv_images, training=True)
+def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat) -> dict:
+    """The post-training stages of this run, `{name: (model) -> result}`, checked now.
 
-    trainer = distill.SelfDistillationModel(
-        model, method, batch_size=_batch_size(train_batches),
-        num_examples=info.num_train, epochs=epochs)
-    trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
-    callbacks = callbacks_lib.standard_callbacks(
-        workdir, images_per_step=_batch_size(train_batches) * analysis.passes_per_step(method),
-        backup_every_steps=backup_every_steps)
-    fit_start = time.perf_counter()
-    trainer.fit(train_batches, validation_data=splits.validation, epochs=epochs,
-                steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
-    training_seconds = time.perf_counter() - fit_start
-
-    test_metrics = trainer.evaluate(splits.test, return_dict=True, verbose=0)
-    if mean_jsv_examples:
-        mean_jsv["trained"] = _mean_jsv(model, jsv_images, training=False)
-    workdir_lib.atomic_save_model(model, os.path.join(workdir, workdir_lib.MODEL))
-
-    metrics = {
-        "test": {k: float(v) for k, v in test_metrics.items()},
-        "parameters": _parameter_counts(model),
-        "method": method.name,
-        "epochs": epochs,
-        "pruning": _pruning_summary(pruning_report),
-        "mean_jsv": mean_jsv or None,
-        "cost": _cost(pruning_report, method, epochs, steps),
-        "seconds": {
-            "pruning": pruning_seconds,
-            "training": training_seconds,
-            "total": time.perf_counter() - start,
-        },
-    }
-    if landscape is not None:
-        metrics["landscape"] = landscape(model, splits.test,
-                                         os.path.join(workdir, workdir_lib.LANDSCAPE))
-    if export is not None:
-        metrics["export"] = _export(workdir, model, export, splits)
-    if pqat is not None:
+    Before training starts, the directory of each stage still to run must be
+    writable, and a stage callable may define `preflight(directory)` to check
+    its own needs (`run_pqat` checks that TF-MOT is importable): a run must not
+    train for hours and then fail on something knowable at the start.
+    """
+    chosen = {
+        files.LANDSCAPE: (landscape, lambda model, directory: landscape(
+            model, splits.test, directory)),
+        files.EXPORT: (export, lambda model, directory: _export(
+            directory, model, export, splits)),
         # A resumed run replaces a crashed attempt's partial files.
-        metrics["pqat"] = pqat(model, os.path.join(workdir, workdir_lib.PQAT),
-                               splits.train, splits.test, overwrite=True)
-    workdir_lib.atomic_write_json(os.path.join(workdir, workdir_lib.METRICS), metrics)
-    logging.info("test metrics: %s", metrics["test"])
-    return metrics
+        files.PQAT: (pqat, lambda model, directory: pqat(
+            model, directory, splits.train, splits.test, overwrite=True)),
+    }
+    result = {}
+    for name, (given, stage) in chosen.items():
+        if given is None:
+            continue
+        directory = os.path.join(workdir, name)
+        if name not in stages:
+            files.ensure_writable_directory(directory)
+            preflight = getattr(given, "preflight", None)
+            if preflight is not None:
+                preflight(directory)
+        result[name] = functools.partial(stage, directory=directory)
+    return result
 
 
 def _batch_size(batches) -> int:
@@ -188,17 +245,17 @@ def _steps_per_epoch(batches, num_train: int) -> int:
 
 def _pruned_model(workdir, model, prune, batches, method, seed):
     """Runs the pruning stage once; on resume, reloads its saved result."""
-    path = os.path.join(workdir, workdir_lib.PRUNED_INIT)
-    report_path = os.path.join(workdir, workdir_lib.PRUNING_REPORT)
+    path = os.path.join(workdir, files.PRUNED_INIT)
+    report_path = os.path.join(workdir, files.PRUNING_REPORT)
     if os.path.exists(path) and os.path.exists(report_path):
         logging.info("resuming: loading the pruned initial network from %s", path)
-        return keras.models.load_model(path), workdir_lib.read_json(report_path), 0.0
+        return keras.models.load_model(path), files.read_json(report_path), 0.0
     start = time.perf_counter()
     pruned, report = prune(model, batches, method=method, seed=seed)
     seconds = time.perf_counter() - start
     # The report first: the network's presence marks the stage as done.
-    workdir_lib.atomic_write_json(report_path, report)
-    workdir_lib.atomic_save_model(pruned, path)
+    files.write_json(report_path, report)
+    files.save_model(pruned, path)
     return pruned, report, seconds
 
 
@@ -234,13 +291,12 @@ def _pruning_summary(report) -> dict | None:
 
 
 def _parameter_counts(model) -> dict:
-    total = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
-    nonzero = sum(int(np.count_nonzero(w.numpy())) for w in model.trainable_weights)
-    return {"trainable": total, "nonzero_trainable": nonzero,
-            "sparsity_trainable": 1.0 - nonzero / max(total, 1)}
+    zeros, total = files.count_zeros(model.trainable_weights)
+    return {"trainable": total, "nonzero_trainable": total - zeros,
+            "sparsity_trainable": zeros / max(total, 1)}
 
 
-def _export(workdir, model, export, splits):
+def _export(directory, model, export, splits):
     """Runs the export stage on the trained model (it strips the masks itself).
 
     Calibration data for int8 comes from the training pipeline; parity is
@@ -250,6 +306,5 @@ def _export(workdir, model, export, splits):
     the run's own workdir).
     """
     images, labels = next(iter(splits.test.unbatch().batch(PARITY_EXAMPLES)))
-    return export(model, os.path.join(workdir, workdir_lib.EXPORT),
-                  representative_data=splits.train, eval_batch=(images, labels),
-                  overwrite=True)
+    return export(model, directory, representative_data=splits.train,
+                  eval_batch=(images, labels), overwrite=True)
