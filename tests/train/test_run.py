@@ -6,6 +6,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -165,7 +166,7 @@ def test_bad_input_fails_clearly_before_training(tmp_path, gin_files, bindings, 
     with pytest.raises(error, match=message):
         run_in_process(workdir, gin_files, bindings)
     # Nothing that would make the next run resume or refuse was written.
-    for name in ("backup", "model.keras", "metrics.json", "pruned_init.keras"):
+    for name in ("backup", "model.keras", "metrics.json", "pruned_init.keras", "run.lock"):
         assert not (workdir / name).exists(), name
 
 
@@ -200,3 +201,156 @@ def test_export_and_pqat_stages_through_gin(tmp_path):
         metrics["pruning"]["prunable_sparsity"], abs=0.005)
     assert metrics["pqat"]["tflite_weight_sparsity"] == pytest.approx(
         metrics["pqat"]["target_sparsity"], abs=0.005)
+
+
+def _epochs_logged(workdir):
+    return [int(row.split(",")[0])
+            for row in (workdir / "train_log.csv").read_text().strip().splitlines()[1:]]
+
+
+def _weights(model):
+    return [w.numpy().copy() for w in model.weights]
+
+
+def test_a_failing_post_training_stage_resumes_there_without_training_again(tmp_path):
+    """Export fails after training: the re-run neither trains nor repeats the landscape."""
+    import keras
+    from epsd_tf.train import config, experiment
+
+    workdir = tmp_path / "w"
+    text = config.parse([SMOKE], ["run.verbose = 0", "run.epochs = 2",
+                                  "run.mean_jsv_examples = 8"])
+    landscapes, exported = [], []
+
+    def landscape(model, dataset, directory):
+        landscapes.append(directory)
+        return {"sharpness_half": 0.5}
+
+    def failing_export(model, directory, **kwargs):
+        raise OSError(f"No space left on device: {directory}")
+
+    with pytest.raises(OSError, match="No space left"):
+        experiment.run(str(workdir), landscape=landscape, export=failing_export,
+                       config_text=text)
+    assert not (workdir / "metrics.json").exists()
+    assert not (workdir / "backup").exists()  # the saved model replaced it
+    model_bytes = (workdir / "model.keras").read_bytes()
+    trained = _weights(keras.models.load_model(workdir / "model.keras"))
+    stages = json.loads((workdir / "stages.json").read_text())
+    assert {"mean_jsv_init", "trained", "landscape"} <= set(stages)
+    assert "export" not in stages
+
+    def export(model, directory, **kwargs):
+        exported.append(_weights(model))
+        return {"artifacts": {}}
+
+    metrics = experiment.run(str(workdir), landscape=landscape, export=export,
+                             config_text=text)
+    assert _epochs_logged(workdir) == [0, 1]  # each epoch once: no second training
+    assert (workdir / "model.keras").read_bytes() == model_bytes
+    assert len(landscapes) == 1  # the finished stage is not run again
+    assert len(exported) == 1
+    for saved, seen in zip(trained, exported[0]):
+        np.testing.assert_array_equal(saved, seen)  # the trained model was exported
+    assert metrics["export"] == {"artifacts": {}}
+    assert metrics["landscape"] == {"sharpness_half": 0.5}
+    assert metrics["mean_jsv"]["init"] == stages["mean_jsv_init"]
+    assert metrics["test"] == stages["trained"]["test"]
+    assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 2
+
+
+def test_a_run_killed_in_the_landscape_stage_resumes_after_training(tmp_path):
+    workdir = tmp_path / "smoke"
+    bindings = ["--gin_bindings=run.landscape = @loss_landscape",
+                "--gin_bindings=loss_landscape.points = 201",
+                "--gin_bindings=loss_landscape.num_batches = None"]
+    args = [sys.executable, RUN, "--gin_file=gin/smoke.gin", f"--workdir={workdir}", *bindings]
+    stages = workdir / "stages.json"
+    with subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")) as process:
+        deadline = time.time() + 300
+        while time.time() < deadline and process.poll() is None:
+            if stages.exists() and "trained" in json.loads(stages.read_text()):
+                break
+            time.sleep(0.05)
+        process.kill()
+    assert process.returncode != 0, "the run finished before it could be killed"
+    assert not (workdir / "metrics.json").exists()
+    assert "landscape" not in json.loads(stages.read_text())
+    model_bytes = (workdir / "model.keras").read_bytes()
+
+    result = run_tool("--gin_file=gin/smoke.gin", f"--workdir={workdir}", *bindings)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "resuming after training" in result.stderr
+    assert _epochs_logged(workdir) == [0, 1]
+    assert (workdir / "model.keras").read_bytes() == model_bytes
+    assert len(json.loads((workdir / "landscape" / "landscape.json").read_text())["loss"]) == 201
+
+
+def test_post_training_stages_are_checked_before_training(tmp_path, monkeypatch):
+    workdir = tmp_path / "w"
+    workdir.mkdir()
+    (workdir / "export").write_text("a file where the export directory goes")
+    with pytest.raises(ValueError, match="export.*not a directory"):
+        run_in_process(workdir, [SMOKE], ["run.export = @export_all"])
+    assert not (workdir / "train_log.csv").exists()
+    assert not (workdir / "pruned_init.keras").exists()
+
+    from epsd_tf.export import tfmot_adapter
+
+    def missing():
+        raise ImportError("The TF-MOT adapter needs ['tensorflow_model_optimization']")
+    monkeypatch.setattr(tfmot_adapter, "check_requirements", missing)
+    with pytest.raises(ImportError, match="tensorflow_model_optimization"):
+        run_in_process(tmp_path / "p", [SMOKE], ["run.pqat = @run_pqat"])
+    assert not (tmp_path / "p" / "train_log.csv").exists()
+
+
+HOLD_LOCK = ("import sys, time\n"
+             "from epsd_tf import files\n"
+             "with files.locked(sys.argv[1]):\n"
+             "    print('held', flush=True)\n"
+             "    time.sleep(600)\n")
+
+
+def test_one_run_per_workdir_and_a_dead_owners_lock_is_taken_over(tmp_path):
+    from epsd_tf import files
+
+    workdir = tmp_path / "w"
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(workdir / "run.lock")],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.perf_counter()
+        with pytest.raises(files.LockHeldError, match=f"pid {holder.pid}"):
+            run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
+        assert time.perf_counter() - start < 5  # at once, before loading data
+        assert os.listdir(workdir) == ["run.lock"]  # nothing pruned, trained or written
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder was killed without releasing: its lock is stale and is taken over.
+    assert (workdir / "run.lock").exists()
+    metrics = run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
+    assert metrics["epochs"] == 1
+    assert not (workdir / "run.lock").exists()  # released when the run ends
+
+
+def test_a_second_tools_run_on_a_busy_workdir_fails_naming_the_owner(tmp_path):
+    workdir = tmp_path / "smoke"
+    args = ["--gin_file=gin/smoke.gin", f"--workdir={workdir}",
+            "--gin_bindings=run.epochs = 30"]
+    log = workdir / "train_log.csv"
+    with subprocess.Popen([sys.executable, RUN, *args], cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")) as first:
+        try:
+            deadline = time.time() + 300
+            while time.time() < deadline and not log.exists():
+                time.sleep(0.05)
+            second = run_tool(*args)
+            assert first.poll() is None, "the first run ended before the second started"
+        finally:
+            first.kill()
+    assert second.returncode != 0
+    assert f"pid {first.pid}" in second.stderr and "is held by host" in second.stderr
