@@ -1,5 +1,7 @@
-"""PNG plots of loss landscapes (Li et al., NeurIPS 2018, Figs. 1-D curve / 2-D contour),
-and an overlay of several runs' 1-D curves.
+"""Every PNG plot of the library: loss landscapes (Li et al., NeurIPS 2018, Figs.
+1-D curve / 2-D contour) and an overlay of several runs' 1-D curves; the sweep
+plots in the shape of the EPSD paper (Chen et al., AAAI 2024): test accuracy
+against sparsity per method, and per-layer densities of pruning reports.
 
 Figures are drawn on `matplotlib.figure.Figure` objects with the Agg canvas, so
 no pyplot global state or display backend is touched (safe on headless
@@ -9,11 +11,14 @@ machines and in tests).
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from epsd_tf import files
+from epsd_tf.analysis.results import DENSE
 
 
 def _check_result(result: dict, keys: tuple[str, ...], kind: str) -> None:
@@ -23,7 +28,8 @@ def _check_result(result: dict, keys: tuple[str, ...], kind: str) -> None:
                          f"landscape_{kind}()")
 
 
-def _save(figure: Figure, path: str) -> str:
+def save(figure: Figure, path: str) -> str:
+    """Writes `figure` as a PNG to `path` (directories created); returns `path`."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     FigureCanvasAgg(figure)
@@ -54,7 +60,7 @@ def plot_landscape_1d(result: dict, path: str, *, title: str = "") -> str:
     accuracy_axis.set_ylabel("accuracy (%)", color="tab:red")
     if title:
         axis.set_title(title)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_landscape_2d(result: dict, path: str, *, title: str = "", levels: int = 20) -> str:
@@ -84,7 +90,7 @@ def plot_landscape_2d(result: dict, path: str, *, title: str = "", levels: int =
     axis.set_ylabel("beta")
     if title:
         axis.set_title(title)
-    return _save(figure, path)
+    return save(figure, path)
 
 
 def plot_landscape_overlay(curves: Mapping[str, Mapping], path: str, *, title: str = "") -> str:
@@ -117,4 +123,118 @@ def plot_landscape_overlay(curves: Mapping[str, Mapping], path: str, *, title: s
     axis.legend(fontsize=8)
     if title:
         axis.set_title(title)
-    return _save(figure, path)
+    return save(figure, path)
+
+
+def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str) -> dict:
+    """One PNG per method: test accuracy against sparsity, one line per scorer.
+
+    Error bars are the sample std over seeds; the dense network of that method
+    is a dashed horizontal line with a ±std band, dense networks of the other
+    methods dotted grey lines. A method run only on dense cells gets no plot
+    of its own (unless no method has pruned cells).
+
+    Args:
+        aggregated: rows of `aggregate`.
+        path_template: output path containing `{method}`, e.g.
+            `"plots/accuracy_vs_sparsity_{method}.png"`; directories are created.
+
+    Returns:
+        `{method: path}` of the written PNGs.
+
+    Raises:
+        ValueError: the template lacks `{method}`, or there are no rows.
+    """
+    if "{method}" not in path_template:
+        raise ValueError(f"path_template {path_template!r} must contain '{{method}}'")
+    if not aggregated:
+        raise ValueError("no aggregated rows to plot (did any cell finish?)")
+    paths = {}
+    dense_rows = [r for r in aggregated if r["scorer"] == DENSE]
+    # A method with only a dense row gets no plot of its own: it is drawn in the others.
+    methods = sorted({r["method"] for r in aggregated if r["scorer"] != DENSE}) or \
+        sorted({r["method"] for r in aggregated})
+    for method in methods:
+        rows = [r for r in aggregated if r["method"] == method]
+        figure = Figure(figsize=(5.5, 4))
+        axis = figure.subplots()
+        for scorer in sorted({r["scorer"] for r in rows if r["scorer"] != DENSE}):
+            points = sorted((r for r in rows if r["scorer"] == scorer),
+                            key=lambda r: r["sparsity"])
+            axis.errorbar([100 * r["sparsity"] for r in points],
+                          [100 * r["test_accuracy_mean"] for r in points],
+                          yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in points],
+                          marker="o", capsize=3, label=scorer)
+        for row in sorted(dense_rows, key=lambda r: r["method"] != method):
+            own = row["method"] == method
+            mean, std = 100 * row["test_accuracy_mean"], 100 * (row["test_accuracy_std"] or 0)
+            axis.axhline(mean, color="black" if own else "gray",
+                         linestyle="--" if own else ":",
+                         label="dense" if own else f"dense, method {row['method']}")
+            if std:
+                axis.axhspan(mean - std, mean + std, color="black" if own else "gray",
+                             alpha=0.1)
+        pruned = sorted({100 * r["sparsity"] for r in rows if r["scorer"] != DENSE})
+        if pruned:
+            axis.set_xticks(pruned)
+        axis.set_xlabel("sparsity (% of prunable weights removed)")
+        axis.set_ylabel("test accuracy (%)")
+        axis.set_title(f"method: {method}")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+        paths[method] = save(figure, path_template.format(method=method))
+    return paths
+
+
+def plot_layer_densities(report_paths: Sequence[str], path: str,
+                         labels: Sequence[str] | None = None) -> str:
+    """Bar chart of the kept fraction (density) of every prunable weight.
+
+    One group of bars per weight, one bar per pruning report (e.g. per cell),
+    so the layer-wise allocation of different criteria can be compared.
+
+    Args:
+        report_paths: `pruning_report.json` files of the same network.
+        path: output PNG path; directories are created.
+        labels: legend labels; default the name of each report's directory.
+
+    Returns:
+        `path`.
+
+    Raises:
+        FileNotFoundError: a report does not exist.
+        ValueError: no reports, a report without `layers`, reports of
+            different networks, or a wrong number of labels.
+    """
+    if not report_paths:
+        raise ValueError("no pruning reports given")
+    if labels is None:
+        labels = [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in report_paths]
+    if len(labels) != len(report_paths):
+        raise ValueError(f"{len(labels)} labels for {len(report_paths)} reports")
+    names, densities = None, []
+    for report_path in report_paths:
+        if not os.path.isfile(report_path):
+            raise FileNotFoundError(f"pruning report {report_path!r} does not exist")
+        layers = files.read_json(report_path).get("layers")
+        if not layers:
+            raise ValueError(f"{report_path} has no 'layers'; expected a pruning_report.json")
+        these = [layer["name"] for layer in layers]
+        if names is not None and these != names:
+            raise ValueError(f"{report_path} reports weights {these}, but "
+                             f"{report_paths[0]} reports {names}: different networks")
+        names = these
+        densities.append([layer["kept"] / max(layer["parameters"], 1) for layer in layers])
+    width = 0.8 / len(report_paths)
+    positions = np.arange(len(names))
+    figure = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 4))
+    axis = figure.subplots()
+    for index, (label, values) in enumerate(zip(labels, densities)):
+        axis.bar(positions + (index - (len(report_paths) - 1) / 2) * width, values, width,
+                 label=label)
+    axis.set_xticks(positions)
+    axis.set_xticklabels(names, rotation=90, fontsize=7)
+    axis.set_ylabel("density (kept fraction)")
+    axis.set_ylim(0, 1.05)
+    axis.legend(fontsize=8)
+    return save(figure, path)

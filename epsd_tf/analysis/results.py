@@ -6,7 +6,7 @@ pruning criteria (EPSD against SNIP, GraSP, SynFlow, ProsPr, random, the
 early-pruning sparsities (90 %, 95 %, 98 %, ...), as test accuracy averaged over
 seeds. These pure functions turn a sweep directory into those tables and plots.
 
-A sweep directory (written by `tools/sweep.py`) holds one directory per cell:
+A sweep directory (written by `epsd_tf.sweep`, `tools/sweep.py`) holds one directory per cell:
 
   <root>/cells/<cell>/cell.json            {"name", "scorer", "method", "sparsity", "seed"}
   <root>/cells/<cell>/metrics.json         the run's metrics (present once finished)
@@ -22,32 +22,26 @@ with one seed the std is None (a single run has no spread estimate).
 from __future__ import annotations
 
 import csv
-import json
+import io
 import math
 import os
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 from absl import logging
-from matplotlib.figure import Figure
 
-from epsd_tf.analysis.plots import _save
+from epsd_tf import files
 
 DENSE = "dense"
 CELL_FILE = "cell.json"
-METRICS_FILE = "metrics.json"
-PRUNING_REPORT_FILE = "pruning_report.json"
+METRICS_FILE = files.METRICS
+PRUNING_REPORT_FILE = files.PRUNING_REPORT
 GROUP_FIELDS = ("scorer", "method", "sparsity")
 # The numeric fields of a collected row that `aggregate` averages over seeds.
 NUMERIC_FIELDS = ("test_accuracy", "test_loss", "test_ece", "achieved_sparsity",
                   "trainable_sparsity", "mean_jsv_init", "mean_jsv_trained",
                   "landscape_sharpness", "floor_layers",
                   "pruning_seconds", "training_seconds", "total_seconds")
-
-
-def _read_json(path: str):
-    with open(path) as f:
-        return json.load(f)
 
 
 def floor_layers(report: Mapping) -> int:
@@ -133,12 +127,12 @@ def collect(root: str) -> list[dict]:
         metrics_path = os.path.join(cells_dir, name, METRICS_FILE)
         if not os.path.isfile(cell_path):
             logging.warning("ignoring %s: no %s", os.path.join(cells_dir, name), CELL_FILE)
-        elif not os.path.isfile(metrics_path):
+        elif not files.is_finished(os.path.join(cells_dir, name)):
             unfinished.append(name)
         else:
             report_path = os.path.join(cells_dir, name, PRUNING_REPORT_FILE)
-            report = _read_json(report_path) if os.path.isfile(report_path) else None
-            rows.append(_row(_read_json(cell_path), _read_json(metrics_path), metrics_path,
+            report = files.read_json(report_path) if os.path.isfile(report_path) else None
+            rows.append(_row(files.read_json(cell_path), files.read_json(metrics_path), metrics_path,
                              report))
     if unfinished:
         logging.info("%d unfinished cells left out of the results: %s", len(unfinished),
@@ -191,20 +185,19 @@ def aggregate(rows: Iterable[Mapping],
 
 
 def write_csv(rows: Sequence[Mapping], path: str) -> str:
-    """Writes rows (columns in order of first appearance) to a CSV file; returns path.
+    """Writes rows (columns in order of first appearance) to a CSV file atomically; returns path.
 
     None is written as an empty field and lists as space-separated values.
     """
     columns: list[str] = []
     for row in rows:
         columns += [k for k in row if k not in columns]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_value(row.get(k)) for k in columns})
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _csv_value(row.get(k)) for k in columns})
+    return files.write_text(path, text.getvalue())
 
 
 def _csv_value(value):
@@ -271,115 +264,20 @@ def markdown_table(aggregated: Sequence[Mapping], field: str = "test_accuracy",
     return "\n".join(lines) + "\n"
 
 
-def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str) -> dict:
-    """One PNG per method: test accuracy against sparsity, one line per scorer.
+def markdown_report(rows: Sequence[Mapping], aggregated: Sequence[Mapping]) -> str:
+    """The `results.md` of a sweep: test accuracy, and every other measured table.
 
-    Error bars are the sample std over seeds; the dense network of that method
-    is a dashed horizontal line with a ±std band, dense networks of the other
-    methods dotted grey lines. A method run only on dense cells gets no plot
-    of its own (unless no method has pruned cells).
-
-    Args:
-        aggregated: rows of `aggregate`.
-        path_template: output path containing `{method}`, e.g.
-            `"plots/accuracy_vs_sparsity_{method}.png"`; directories are created.
-
-    Returns:
-        `{method: path}` of the written PNGs.
-
-    Raises:
-        ValueError: the template lacks `{method}`, or there are no rows.
+    Mean-JSV at init, layers left at the per-layer floor and loss-landscape
+    sharpness each get a table when any row measured them.
     """
-    if "{method}" not in path_template:
-        raise ValueError(f"path_template {path_template!r} must contain '{{method}}'")
-    if not aggregated:
-        raise ValueError("no aggregated rows to plot (did any cell finish?)")
-    paths = {}
-    dense_rows = [r for r in aggregated if r["scorer"] == DENSE]
-    # A method with only a dense row gets no plot of its own: it is drawn in the others.
-    methods = sorted({r["method"] for r in aggregated if r["scorer"] != DENSE}) or \
-        sorted({r["method"] for r in aggregated})
-    for method in methods:
-        rows = [r for r in aggregated if r["method"] == method]
-        figure = Figure(figsize=(5.5, 4))
-        axis = figure.subplots()
-        for scorer in sorted({r["scorer"] for r in rows if r["scorer"] != DENSE}):
-            points = sorted((r for r in rows if r["scorer"] == scorer),
-                            key=lambda r: r["sparsity"])
-            axis.errorbar([100 * r["sparsity"] for r in points],
-                          [100 * r["test_accuracy_mean"] for r in points],
-                          yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in points],
-                          marker="o", capsize=3, label=scorer)
-        for row in sorted(dense_rows, key=lambda r: r["method"] != method):
-            own = row["method"] == method
-            mean, std = 100 * row["test_accuracy_mean"], 100 * (row["test_accuracy_std"] or 0)
-            axis.axhline(mean, color="black" if own else "gray",
-                         linestyle="--" if own else ":",
-                         label="dense" if own else f"dense, method {row['method']}")
-            if std:
-                axis.axhspan(mean - std, mean + std, color="black" if own else "gray",
-                             alpha=0.1)
-        pruned = sorted({100 * r["sparsity"] for r in rows if r["scorer"] != DENSE})
-        if pruned:
-            axis.set_xticks(pruned)
-        axis.set_xlabel("sparsity (% of prunable weights removed)")
-        axis.set_ylabel("test accuracy (%)")
-        axis.set_title(f"method: {method}")
-        axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-        paths[method] = _save(figure, path_template.format(method=method))
-    return paths
-
-
-def plot_layer_densities(report_paths: Sequence[str], path: str,
-                         labels: Sequence[str] | None = None) -> str:
-    """Bar chart of the kept fraction (density) of every prunable weight.
-
-    One group of bars per weight, one bar per pruning report (e.g. per cell),
-    so the layer-wise allocation of different criteria can be compared.
-
-    Args:
-        report_paths: `pruning_report.json` files of the same network.
-        path: output PNG path; directories are created.
-        labels: legend labels; default the name of each report's directory.
-
-    Returns:
-        `path`.
-
-    Raises:
-        FileNotFoundError: a report does not exist.
-        ValueError: no reports, a report without `layers`, reports of
-            different networks, or a wrong number of labels.
-    """
-    if not report_paths:
-        raise ValueError("no pruning reports given")
-    if labels is None:
-        labels = [os.path.basename(os.path.dirname(os.path.abspath(p))) for p in report_paths]
-    if len(labels) != len(report_paths):
-        raise ValueError(f"{len(labels)} labels for {len(report_paths)} reports")
-    names, densities = None, []
-    for report_path in report_paths:
-        if not os.path.isfile(report_path):
-            raise FileNotFoundError(f"pruning report {report_path!r} does not exist")
-        layers = _read_json(report_path).get("layers")
-        if not layers:
-            raise ValueError(f"{report_path} has no 'layers'; expected a pruning_report.json")
-        these = [layer["name"] for layer in layers]
-        if names is not None and these != names:
-            raise ValueError(f"{report_path} reports weights {these}, but "
-                             f"{report_paths[0]} reports {names}: different networks")
-        names = these
-        densities.append([layer["kept"] / max(layer["parameters"], 1) for layer in layers])
-    width = 0.8 / len(report_paths)
-    positions = np.arange(len(names))
-    figure = Figure(figsize=(max(6.0, 0.35 * len(names) + 2), 4))
-    axis = figure.subplots()
-    for index, (label, values) in enumerate(zip(labels, densities)):
-        axis.bar(positions + (index - (len(report_paths) - 1) / 2) * width, values, width,
-                 label=label)
-    axis.set_xticks(positions)
-    axis.set_xticklabels(names, rotation=90, fontsize=7)
-    axis.set_ylabel("density (kept fraction)")
-    axis.set_ylim(0, 1.05)
-    axis.legend(fontsize=8)
-    return _save(figure, path)
+    text = "# Sweep results\n\n## Test accuracy\n\n" + markdown_table(aggregated)
+    if any(row["mean_jsv_init"] is not None for row in rows):
+        text += ("\n## Mean-JSV at initialisation\n\n" +
+                 markdown_table(aggregated, "mean_jsv_init", percent=False, digits=3))
+    if any(row["floor_layers"] is not None for row in rows):
+        text += ("\n## Layers left at the per-layer floor (min_density; empty without one)\n\n"
+                 + markdown_table(aggregated, "floor_layers", percent=False, digits=1))
+    if any(row["landscape_sharpness"] is not None for row in rows):
+        text += ("\n## Loss-landscape sharpness (loss rise at ±radius/2)\n\n" +
+                 markdown_table(aggregated, "landscape_sharpness", percent=False, digits=3))
+    return text

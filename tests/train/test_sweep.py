@@ -1,4 +1,5 @@
-"""Tests of tools/sweep.py: the grid, resume after a crash or an interruption, results.
+"""Tests of epsd_tf.sweep and tools/sweep.py: the grid, resume after a crash or an
+interruption, cell locks, results.
 
 The resume logic is tested in-process with a stand-in for tools/run.py (a tiny
 script that writes a cell's metrics.json in milliseconds); one end-to-end test
@@ -6,7 +7,6 @@ runs the real tool on gin/smoke.gin, interrupts the sweep after its first cell
 and resumes it.
 """
 
-import importlib.util
 import json
 import os
 import signal
@@ -17,12 +17,10 @@ import time
 
 import pytest
 
+from epsd_tf import sweep
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEP = os.path.join(REPO, "tools", "sweep.py")
-_spec = importlib.util.spec_from_file_location("sweep_tool", SWEEP)
-sweep = importlib.util.module_from_spec(_spec)
-sys.modules["sweep_tool"] = sweep  # dataclasses look their module up there
-_spec.loader.exec_module(sweep)
 
 FAKE_RUN = textwrap.dedent("""\
     # Stand-in for tools/run.py: same flags; writes the metrics a finished run writes.
@@ -126,7 +124,7 @@ def test_crashed_cell_is_rerun_and_finished_cells_are_not(tmp_path, fake_run, mo
     names = [c.name for c in cells]
     monkeypatch.setenv("FAKE_CRASH", "snip-dlb-s0.95-seed0")
     outcome = sweep.run_sweep(cells, root, ["gin/smoke.gin"], ["run.epochs = 1"],
-                              run_tool=script)
+                              run_tool=script, report=print)
     # The crash did not stop the sweep: every other cell ran.
     assert outcome["failed"] == ["snip-dlb-s0.95-seed0"]
     assert sorted(outcome["done"]) == sorted(set(names) - {"snip-dlb-s0.95-seed0"})
@@ -143,7 +141,7 @@ def test_crashed_cell_is_rerun_and_finished_cells_are_not(tmp_path, fake_run, mo
 
     monkeypatch.delenv("FAKE_CRASH")
     again = sweep.run_sweep(cells, root, ["gin/smoke.gin"], ["run.epochs = 1"],
-                            run_tool=script)
+                            run_tool=script, report=print)
     assert again["done"] == ["snip-dlb-s0.95-seed0"] and not again["failed"]
     assert sorted(again["skipped"]) == sorted(finished)
     assert calls() == names + ["snip-dlb-s0.95-seed0"]  # only the crashed cell ran again
@@ -265,42 +263,67 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(tmp_path):
     assert len((root / "results.csv").read_text().splitlines()) == 1 + 3
 
 
-def _main(*args):
-    """Runs the sweep's main() in-process with these flags (restored afterwards)."""
-    from absl.testing import flagsaver
-    with flagsaver.flagsaver():
-        sweep.FLAGS.unparse_flags()
-        sweep.FLAGS(["sweep.py", *args])
-        return sweep.main(["sweep.py"])
-
-
-def test_command_line_exit_codes_dry_run_and_collect_only(tmp_path, fake_run, monkeypatch,
-                                                          capsys):
+def test_the_sweep_command_exit_codes_dry_run_and_collect_only(tmp_path, fake_run,
+                                                               monkeypatch, capsys):
     script, calls = fake_run
-    monkeypatch.setattr(sweep, "RUN_TOOL", script)
     root = tmp_path / "s"
-    grid = ["--base_gin=gin/smoke.gin", "--scorers=snip,dense", "--methods=pskd",
-            "--sparsities=0.98", "--seeds=0", f"--root={root}"]
-    assert _main(*grid, "--dry_run") == 0
+    grid = dict(gin_files=["gin/smoke.gin"], scorers=["snip", "dense"], methods=["pskd"],
+                sparsities=["0.98"], seeds=["0"], run_tool=script, report=print)
+    assert sweep.sweep(str(root), dry_run=True, **grid) == 0
     out = capsys.readouterr().out
     assert "snip-pskd-s0.98-seed0 [to run]: " in out and "dense-pskd-seed0 [to run]" in out
     assert not root.exists() and not calls()  # a dry run touches nothing
 
     monkeypatch.setenv("FAKE_CRASH", "dense-pskd-seed0")
-    assert _main(*grid) == 1  # a failed cell makes the sweep fail, after the others ran
+    assert sweep.sweep(str(root), **grid) == 1  # a failed cell fails the sweep, after the rest
     assert calls() == ["snip-pskd-s0.98-seed0", "dense-pskd-seed0"]
     assert "1 failed ['dense-pskd-seed0']" in capsys.readouterr().out
     assert "| pskd | snip | 50.00 |" in (root / "results.md").read_text()  # partial results
 
     monkeypatch.delenv("FAKE_CRASH")
-    assert _main(*grid, "--density_plots=snip-pskd-s0.98-seed0") == 0
+    assert sweep.sweep(str(root), density_plots=["snip-pskd-s0.98-seed0"], **grid) == 0
     assert calls()[2:] == ["dense-pskd-seed0"]
     assert (root / "plots" / "layer_density_snip-pskd-s0.98-seed0.png").exists()
 
     (root / "results.md").unlink()
-    assert _main(f"--root={root}", "--collect_only") == 0
+    assert sweep.sweep(str(root), collect_only=True, report=print) == 0
     assert "| pskd | dense | 50.00 | – |" in (root / "results.md").read_text()
     assert len(calls()) == 3  # collecting runs nothing
+    with pytest.raises(ValueError, match="base gin file"):
+        sweep.sweep(str(root), scorers=["snip"], methods=["dlb"], sparsities=["0.9"],
+                    seeds=["0"])
+
+
+HOLD_LOCK = ("import sys, time\n"
+             "from epsd_tf import files\n"
+             "with files.locked(sys.argv[1]):\n"
+             "    print('held', flush=True)\n"
+             "    time.sleep(600)\n")
+
+
+def test_a_cell_another_sweep_runs_is_left_alone_and_a_dead_sweeps_lock_taken_over(
+        tmp_path, fake_run, capsys):
+    script, calls = fake_run
+    root = str(tmp_path / "s")
+    cells = sweep.make_grid(["random", "snip"], ["none"], ["0.9"], ["0"])
+    lock = os.path.join(sweep.cell_dir(root, cells[0]), "cell.lock")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, lock], cwd=REPO,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another sweep runs cell 0
+        outcome = sweep.run_sweep(cells, root, ["gin/smoke.gin"], [], run_tool=script,
+                                  report=print)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert outcome["busy"] == [cells[0].name] and outcome["done"] == [cells[1].name]
+    assert calls() == [cells[1].name]  # the busy cell was not run a second time
+    assert f"pid {holder.pid}" in capsys.readouterr().out
+    # The other sweep was killed: its lock is stale, and the next sweep runs the cell.
+    outcome = sweep.run_sweep(cells, root, ["gin/smoke.gin"], [], run_tool=script,
+                              report=print)
+    assert outcome["done"] == [cells[0].name] and outcome["skipped"] == [cells[1].name]
+    assert not os.path.exists(lock)
 
 
 def test_results_overlay_landscapes_and_plot_densities_side_by_side(tmp_path):

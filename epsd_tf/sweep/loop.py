@@ -1,0 +1,159 @@
+"""The sweep loop: every unfinished cell in turn, with progress, ETA and resume.
+
+Resumable: running the same sweep again skips every finished cell (its
+workdir holds `metrics.json`) and re-runs the others with the same command;
+`tools/run.py` resumes an interrupted cell from its own workdir. A finished
+cell whose gin files or bindings differ from this sweep's is refused, so
+stale results are never mixed in. Cell bindings (the grid axes, `run.seed`,
+`load.seed`) are applied after the sweep's own bindings.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from typing import Callable, Sequence
+
+from absl import logging
+
+from epsd_tf import files
+from epsd_tf.sweep import grid
+from epsd_tf.sweep.report import write_results
+from epsd_tf.sweep.runner import run_cell
+from epsd_tf.sweep.state import SweepState, cell_config
+
+OUTCOMES = ("done", "skipped", "failed", "busy", "not_run")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
+              max_failures: int | None = None, run_tool: str = grid.RUN_TOOL,
+              report: Callable[[str], None] = logging.info) -> dict:
+    """Runs every unfinished cell in turn; returns the cell names by outcome.
+
+    Args:
+        cells: the grid (`make_grid`).
+        root: the sweep directory.
+        gin_files, gin_bindings: passed to every cell before its own bindings.
+        max_failures: stop launching cells once this many failed (None: never).
+        run_tool: the script run per cell (`tools/run.py`, or one with its flags).
+        report: receives one progress line per event (default: the absl log).
+
+    Returns:
+        `{"done", "skipped", "failed", "busy", "not_run": [cell names]}`;
+        `skipped` cells had finished before this call, `busy` ones were being
+        run by another sweep on the same root.
+
+    Raises:
+        ValueError: bad `max_failures`, or a finished cell was run with a
+            different configuration (before any cell runs).
+    """
+    if max_failures is not None and max_failures < 1:
+        raise ValueError(f"max_failures must be >= 1 or None, got {max_failures}")
+    os.makedirs(os.path.join(root, grid.CELLS), exist_ok=True)
+    state = SweepState(root)
+    state.check_finished_cells(cells, gin_files, gin_bindings)
+    outcome = {name: [] for name in OUTCOMES}
+    # ETA: the mean duration of the finished cells (earlier sweeps included).
+    durations = [state.entry(c)["elapsed"] for c in cells
+                 if state.is_finished(c) and "elapsed" in state.entry(c)]
+    to_run = sum(not state.is_finished(c) for c in cells)
+    sweep_start = time.perf_counter()
+    for index, cell in enumerate(cells, start=1):
+        prefix = f"[{index}/{len(cells)}] {cell.name}"
+        entry = state.entry(cell)
+        if state.is_finished(cell):
+            if entry.get("status") != "done":  # finished after the state was last written
+                entry["status"] = "done"
+                state.save()
+            outcome["skipped"].append(cell.name)
+            report(f"{prefix}: done (finished earlier, skipped)")
+            continue
+        if max_failures is not None and len(outcome["failed"]) >= max_failures:
+            outcome["not_run"].append(cell.name)
+            continue
+        entry["config"] = cell_config(cell, gin_files, gin_bindings)
+        report(f"{prefix}: running (sweep time {_clock(time.perf_counter() - sweep_start)})")
+        command = grid.cell_command(cell, root, gin_files, gin_bindings, run_tool)
+        result = run_cell(cell, command, state, report)
+        outcome[result].append(cell.name)
+        to_run -= 1
+        if result == "done":
+            durations.append(entry["elapsed"])
+        if result != "busy":
+            eta = _clock(to_run * sum(durations) / len(durations)) if durations else "unknown"
+            report(f"{prefix}: {result} in {_clock(entry['elapsed'])}; "
+                   f"{len(outcome['done']) + len(outcome['skipped'])} done, "
+                   f"{len(outcome['failed'])} failed, {to_run} to go, ETA {eta}")
+    if outcome["not_run"]:
+        report(f"stopped after {len(outcome['failed'])} failed cells (--max_failures); "
+               f"not run: {outcome['not_run']}")
+    return outcome
+
+
+def density_cells(requested, root: str, cells: Sequence[grid.Cell] | None) -> list[str]:
+    """Validates `--density_plots` against the grid (or, without one, the root's cells).
+
+    Raises:
+        ValueError: a requested name is not a pruned cell (the valid ones listed).
+    """
+    if cells is not None:
+        valid = [c.name for c in cells if c.scorer != grid.DENSE]
+    else:
+        cells_dir = os.path.join(root, grid.CELLS)
+        names = os.listdir(cells_dir) if os.path.isdir(cells_dir) else []
+        valid = sorted(name for name in names if os.path.exists(
+            os.path.join(cells_dir, name, files.PRUNING_REPORT)))
+    if list(requested) == ["all"]:
+        return valid
+    unknown = [name for name in requested if name not in valid]
+    if unknown:
+        raise ValueError(f"--density_plots names {unknown}, which are not pruned cells of "
+                         f"this sweep; valid: {valid} or 'all'")
+    return list(requested)
+
+
+def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
+          sparsities=(), seeds=(), density_plots=(), dry_run: bool = False,
+          collect_only: bool = False, max_failures: int | None = None,
+          run_tool: str = grid.RUN_TOOL,
+          report: Callable[[str], None] = logging.info) -> int:
+    """The whole sweep command (`tools/sweep.py`); returns its exit code.
+
+    Validates the grid and the density-plot cells first; then a dry run
+    reports each cell's status and command, `collect_only` writes the results
+    of the finished cells, and otherwise every unfinished cell runs and the
+    results are written. Exit code 1 if a cell failed or was not run.
+
+    Raises:
+        ValueError: no gin file (unless `collect_only`), or a bad grid.
+    """
+    if collect_only:
+        written = write_results(root, density_cells(density_plots, root, None))
+        report(f"results: {written}")
+        return 0
+    if not gin_files:
+        raise ValueError("a sweep needs a base gin file, e.g. --base_gin=gin/quickstart.gin")
+    cells = grid.make_grid(scorers, methods, sparsities, seeds)
+    plot_cells = density_cells(density_plots, root, cells)
+    if dry_run:
+        state = SweepState(root)  # reads only
+        for cell in cells:
+            status = "done" if state.is_finished(cell) else "to run"
+            command = grid.cell_command(cell, root, gin_files, gin_bindings, run_tool)
+            report(f"{cell.name} [{status}]: {shlex.join(command)}")
+        return 0
+    outcome = run_sweep(cells, root, gin_files, gin_bindings, max_failures=max_failures,
+                        run_tool=run_tool, report=report)
+    written = write_results(root, plot_cells)
+    failed = f" {outcome['failed']}" if outcome["failed"] else ""
+    report(f"sweep of {len(cells)} cells: {len(outcome['done'])} run, "
+           f"{len(outcome['skipped'])} finished earlier, {len(outcome['failed'])} failed"
+           f"{failed}, {len(outcome['busy'])} run elsewhere, {len(outcome['not_run'])} not "
+           f"run; results: {os.path.join(root, 'results.md') if written else 'none yet'}")
+    return 1 if outcome["failed"] or outcome["not_run"] else 0
