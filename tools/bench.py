@@ -35,6 +35,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 from absl import logging  # noqa: E402
 
+from epsd_tf import files  # noqa: E402
+
 SUITES = ("pipeline", "pruning", "distill", "export")
 
 FLAGS = flags.FLAGS
@@ -59,9 +61,7 @@ def main(argv):
         results[suite]["suite_seconds"] = time.perf_counter() - start
         sys.stdout.write(f"{suite}: {json.dumps(results[suite], indent=2)}\n")
         sys.stdout.flush()
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.output)), exist_ok=True)
-    with open(FLAGS.output, "w") as f:
-        json.dump(results, f, indent=2)
+    files.write_json(FLAGS.output, results, sort_keys=False)
     logging.info("wrote %s", FLAGS.output)
 
 

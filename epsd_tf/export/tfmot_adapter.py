@@ -38,6 +38,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from epsd_tf import files as floor
 from epsd_tf.export import files, keras_export
 
 PQAT_FILE = "model_pqat_int8.tflite"
@@ -189,8 +190,7 @@ def run_pqat(model: keras.Model, workdir: str, train_data, test_data, *,
                     "from_logits": True, "job_dir": job,
                     "tflite_path": os.path.join(job, PQAT_FILE),
                     "result_path": os.path.join(job, "result.json")}
-        with open(os.path.join(job, "spec.json"), "w") as handle:
-            json.dump(job_spec, handle)
+        floor.write_json(os.path.join(job, "spec.json"), job_spec)
         _run_worker(os.path.join(job, "spec.json"), timeout_seconds)
         with open(job_spec["result_path"]) as handle:
             result = json.load(handle)

@@ -270,8 +270,9 @@ def main(spec_path: str) -> None:
         "versions": {"tensorflow": tf.__version__, "tf_keras": tf_keras.__version__,
                      "tensorflow_model_optimization": tfmot.__version__},
     }
-    with open(spec["result_path"], "w") as handle:
-        json.dump(result, handle, indent=2)
+    from epsd_tf import files
+
+    files.write_json(spec["result_path"], result)
     _progress("int8 TFLite acc %.4f, weight sparsity %.4f", result["tflite_accuracy"],
               result["tflite_weight_sparsity"])
 
