@@ -3,7 +3,8 @@
   python tools/update_build.py           # rewrite BUILD
   python tools/update_build.py --check   # exit 1 if BUILD does not match the tree
 
-One `py_library` per package under epsd_tf/ (deps read from its imports of
+One `py_library` per package (or top-level module) under epsd_tf/ (deps read
+from its imports of
 other epsd_tf packages), one `py_test` per tests/**/test_*.py, a `filegroup`
 of the gin files, and `py_binary` targets for the tools.
 """
@@ -24,11 +25,17 @@ TOOLS = ("run", "bench", "sweep")
 
 
 def packages() -> list[str]:
-    return sorted(d for d in os.listdir(os.path.join(REPO, "epsd_tf"))
-                  if os.path.isfile(os.path.join(REPO, "epsd_tf", d, "__init__.py")))
+    """The packages under epsd_tf/ and its top-level modules (e.g. `files`)."""
+    root = os.path.join(REPO, "epsd_tf")
+    return sorted([d for d in os.listdir(root)
+                   if os.path.isfile(os.path.join(root, d, "__init__.py"))] +
+                  [f[:-3] for f in os.listdir(root) if f.endswith(".py") and f != "__init__.py"])
 
 
 def package_sources(package: str) -> list[str]:
+    module = os.path.join(REPO, "epsd_tf", package + ".py")
+    if os.path.isfile(module):
+        return [os.path.relpath(module, REPO)]
     return sorted(os.path.relpath(p, REPO) for p in
                   glob.glob(os.path.join(REPO, "epsd_tf", package, "**", "*.py"), recursive=True))
 
