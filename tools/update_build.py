@@ -4,9 +4,9 @@
   python tools/update_build.py --check   # exit 1 if BUILD does not match the tree
 
 One `py_library` per package (or top-level module) under epsd_tf/ (deps read
-from its imports of
-other epsd_tf packages), one `py_test` per tests/**/test_*.py, a `filegroup`
-of the gin files, and `py_binary` targets for the tools.
+from its imports of other epsd_tf packages), one `py_test` per
+tests/**/test_*.py, a `filegroup` of the gin files, and `py_binary` targets
+for the tools.
 """
 
 import ast
