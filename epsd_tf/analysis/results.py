@@ -132,8 +132,8 @@ def collect(root: str) -> list[dict]:
         else:
             report_path = os.path.join(cells_dir, name, PRUNING_REPORT_FILE)
             report = files.read_json(report_path) if os.path.isfile(report_path) else None
-            rows.append(_row(files.read_json(cell_path), files.read_json(metrics_path), metrics_path,
-                             report))
+            rows.append(_row(files.read_json(cell_path), files.read_json(metrics_path),
+                             metrics_path, report))
     if unfinished:
         logging.info("%d unfinished cells left out of the results: %s", len(unfinished),
                      unfinished)
