@@ -3,7 +3,6 @@
 The two steps of EPSD, for any built Keras 3 model:
 
     import epsd_tf
-    from epsd_tf.train import optimizers
 
     splits = epsd_tf.data.load("fashion_mnist")
     model = epsd_tf.models.build("resnet20", splits.info.image_shape, splits.info.num_classes)
@@ -12,13 +11,14 @@ The two steps of EPSD, for any built Keras 3 model:
     pruned, report = epsd_tf.prune_at_init(model, batches, sparsity=0.9,
                                            scorer="epsd", method=method)
     trainer = epsd_tf.SelfDistillationModel(pruned, method, batch_size=128)
-    trainer.compile(optimizer=optimizers.make_optimizer(
+    trainer.compile(optimizer=epsd_tf.optim.make_optimizer(
         learning_rate=0.1, steps_per_epoch=len(batches), epochs=2))
     trainer.fit(batches, epochs=2, validation_data=splits.validation)
     epsd_tf.export.export_all(pruned, "export/", representative_data=splits.train,
                               eval_batch=splits.test)
 
-Packages: `models`, `data`, `pruning`, `distill`, `train`, `analysis`, `export`.
+Packages: `models`, `data`, `pruning`, `distill`, `optim`, `analysis`, `export`
+(the Python API), and `train` (the gin-configured experiment runner).
 They and the names below are imported on first use, so `import epsd_tf` stays
 light (the TF-MOT worker and the sweep tool import it without TensorFlow work).
 """
@@ -27,7 +27,7 @@ import importlib
 
 __version__ = "0.1.0"
 
-_PACKAGES = ("analysis", "data", "distill", "export", "models", "pruning", "train")
+_PACKAGES = ("analysis", "data", "distill", "export", "models", "optim", "pruning", "train")
 _NAMES = {
     "CSKD": "distill", "DLB": "distill", "PSKD": "distill", "NoDistillation": "distill",
     "SelfDistillationModel": "distill",

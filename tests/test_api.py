@@ -3,7 +3,6 @@
 import numpy as np
 
 import epsd_tf
-from epsd_tf.train import optimizers
 
 
 def test_the_documented_two_step_flow(tmp_path):
@@ -16,7 +15,7 @@ def test_the_documented_two_step_flow(tmp_path):
                                            method=method, inner_steps=1)
     assert abs(report["totals"]["prunable_sparsity"] - 0.9) < 1e-3
     trainer = epsd_tf.SelfDistillationModel(pruned, method, batch_size=32)
-    trainer.compile(optimizer=optimizers.make_optimizer(
+    trainer.compile(optimizer=epsd_tf.optim.make_optimizer(
         learning_rate=0.01, steps_per_epoch=len(batches), epochs=2))
     history = trainer.fit(batches, epochs=2, validation_data=splits.validation, verbose=0)
     assert history.history["val_accuracy"][-1] > 0.5

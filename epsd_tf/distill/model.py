@@ -9,7 +9,7 @@ is `keras.ops` in `methods.py`/`losses.py`, the per-method teacher and state in
 
 Usage:
     trainer = SelfDistillationModel(student, methods.DLB(), batch_size=64)
-    trainer.compile(optimizer=optimizers.make_recipe_optimizer("dlb", ...))
+    trainer.compile(optimizer=epsd_tf.optim.make_recipe_optimizer("dlb", ...))
     trainer.fit(epsd_tf.data.for_method(splits, trainer.method), epochs=240,
                 validation_data=splits.validation)
     trainer.student.save("student.keras")

@@ -19,7 +19,11 @@ GIN_DIR = os.path.join(REPO, "gin")
 
 
 def parse(gin_files, gin_bindings=()) -> str:
-    """Parses gin files and bindings; returns the resulting config text.
+    """Parses gin files and bindings, then locks the config; returns its text.
+
+    The config is finalized (`gin.finalize()`): nothing can rebind a parameter
+    after parsing, so the text returned (and stored as `config.gin`) is the
+    config the run uses. The next `parse` clears and unlocks it.
 
     Raises:
         FileNotFoundError: a gin file does not exist (checked before parsing).
@@ -41,7 +45,7 @@ def parse(gin_files, gin_bindings=()) -> str:
     gin.add_config_file_search_path(REPO)
     try:
         gin.parse_config_files_and_bindings(
-            [_resolve(p) for p in gin_files], list(gin_bindings), finalize_config=False)
+            [_resolve(p) for p in gin_files], list(gin_bindings), finalize_config=True)
     except (ValueError, KeyError, TypeError, SyntaxError) as error:
         raise ValueError(
             f"Invalid gin config ({', '.join(gin_files)}; bindings {list(gin_bindings)}): "

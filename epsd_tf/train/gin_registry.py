@@ -1,9 +1,9 @@
 """Registers the swappable pieces with gin, under their own names.
 
 Gin files refer to them as `@load`, `@build`, `@make_optimizer`,
-`@prune_at_init`, `@DLB()`, `@CSKD()`, `@PSKD()`, `@NoDistillation()`,
-`@export_all`, `@run_pqat`, `@loss_landscape` (or with their module prefix,
-e.g. `@epsd_tf.data.load`).
+`@make_recipe_optimizer`, `@prune_at_init`, `@DLB()`, `@CSKD()`, `@PSKD()`,
+`@NoDistillation()`, `@export_all`, `@run_pqat`, `@loss_landscape` (or with
+their module prefix, e.g. `@epsd_tf.data.load`).
 `run` itself is configured in `experiment.py`. Nothing is renamed: the gin
 name is the Python name, so the API docs are the config docs.
 """
@@ -16,9 +16,9 @@ from epsd_tf import analysis
 from epsd_tf import data
 from epsd_tf import export
 from epsd_tf import models
+from epsd_tf import optim
 from epsd_tf import pruning
 from epsd_tf.distill import methods
-from epsd_tf.train import optimizers
 
 _REGISTERED = []
 
@@ -30,7 +30,8 @@ def _register(obj, module: str):
 
 _register(data.load, "epsd_tf.data")
 _register(models.build, "epsd_tf.models")
-_register(optimizers.make_optimizer, "epsd_tf.train.optimizers")
+_register(optim.make_optimizer, "epsd_tf.optim")
+_register(optim.make_recipe_optimizer, "epsd_tf.optim")
 _register(pruning.prune_at_init, "epsd_tf.pruning")
 _register(export.export_all, "epsd_tf.export")
 _register(export.run_pqat, "epsd_tf.export")

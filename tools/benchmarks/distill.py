@@ -25,7 +25,7 @@ import tensorflow as tf
 
 from epsd_tf import models
 from epsd_tf.distill.model import SelfDistillationModel
-from epsd_tf.train import optimizers
+from epsd_tf import optim
 
 BATCH_SIZE = 64
 IMAGE_SHAPE = (28, 28, 1)
@@ -64,7 +64,7 @@ def _stock_batches(method: str, images, views, labels) -> tf.data.Dataset:
 
 
 def _optimizer(steps: int):
-    return optimizers.make_optimizer(learning_rate=0.05, momentum=0.9, nesterov=True,
+    return optim.make_optimizer(learning_rate=0.05, momentum=0.9, nesterov=True,
                                      weight_decay=5e-4, steps_per_epoch=steps, epochs=100)
 
 

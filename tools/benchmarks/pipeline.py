@@ -15,7 +15,7 @@ import keras
 
 from epsd_tf import data
 from epsd_tf import models
-from epsd_tf.train import optimizers
+from epsd_tf import optim
 
 BATCH_SIZE = 128
 
@@ -30,7 +30,7 @@ def run(quick: bool = False) -> dict:
     pipeline_ips = data.measure_throughput(splits.train, num_batches=pipeline_batches)
 
     model = models.build("resnet20", splits.info.image_shape, splits.info.num_classes)
-    model.compile(optimizer=optimizers.make_optimizer(learning_rate=0.1),
+    model.compile(optimizer=optim.make_optimizer(learning_rate=0.1),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     # Train on cached in-memory batches so that only the training step is timed.
     batches = splits.train.take(train_steps).cache()
