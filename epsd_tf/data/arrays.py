@@ -21,7 +21,11 @@ _VALIDATION_CARVE_SEED = 20240202
 
 @dataclasses.dataclass
 class ArraySplits:
-    """uint8 images `[N, H, W, C]` and int32 labels `[N]` per split."""
+    """uint8 images `[N, H, W, C]` and int32 labels `[N]` per split.
+
+    `num_classes` and `class_names` are what the source declares about its
+    classes (None: nothing); `classes.py` reconciles and checks them.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -30,6 +34,7 @@ class ArraySplits:
     x_val: Optional[np.ndarray] = None
     y_val: Optional[np.ndarray] = None
     class_names: Optional[tuple] = None
+    num_classes: Optional[int] = None
 
 
 def check_images(images, split: str) -> np.ndarray:
@@ -90,10 +95,11 @@ def check_labels(labels, num_images: int, split: str,
     return labels.astype(np.int32)
 
 
-def checked(splits: ArraySplits, num_classes: Optional[int] = None):
-    """Validates every split; returns `(splits, num_classes)`.
+def checked(splits: ArraySplits) -> ArraySplits:
+    """Validates the images and labels of every split (shapes, dtypes, counts).
 
-    `num_classes` is inferred as `max label + 1` when not given.
+    The labels' range is checked against the declared classes later
+    (`classes.check_labels`).
     """
     named = [("train", splits.x_train, splits.y_train),
              ("test", splits.x_test, splits.y_test)]
@@ -102,17 +108,13 @@ def checked(splits: ArraySplits, num_classes: Optional[int] = None):
             raise ValueError("validation needs both images and labels (x_val and y_val)")
         named.append(("validation", splits.x_val, splits.y_val))
     images = {name: check_images(x, name) for name, x, _ in named}
-    if num_classes is None:
-        num_classes = 1 + max(int(np.max(check_labels(y, len(y), name)))
-                              for name, _, y in named)
-    labels = {name: check_labels(y, len(images[name]), name, num_classes)
-              for name, _, y in named}
+    labels = {name: check_labels(y, len(images[name]), name) for name, _, y in named}
     shapes = {name: x.shape[1:] for name, x in images.items()}
     if len(set(shapes.values())) != 1:
         raise ValueError(f"image shapes differ between splits: {shapes}")
-    return ArraySplits(images["train"], labels["train"], images["test"], labels["test"],
-                       images.get("validation"), labels.get("validation"),
-                       splits.class_names), num_classes
+    return dataclasses.replace(
+        splits, x_train=images["train"], y_train=labels["train"], x_test=images["test"],
+        y_test=labels["test"], x_val=images.get("validation"), y_val=labels.get("validation"))
 
 
 def carve_validation(x: np.ndarray, y: np.ndarray, fraction: float):
@@ -160,9 +162,12 @@ def mean_std(images: np.ndarray) -> tuple:
 def load_npz(path: str) -> ArraySplits:
     """Reads `x_train, y_train, x_test, y_test` (+ optional `x_val, y_val`).
 
+    The file may declare its classes with a scalar `num_classes` and/or a
+    string array `class_names` (label `i` is `class_names[i]`).
+
     Raises:
         FileNotFoundError: `path` does not exist.
-        ValueError: a required array is missing.
+        ValueError: a required array is missing, or a malformed class declaration.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -175,7 +180,21 @@ def load_npz(path: str) -> ArraySplits:
             raise ValueError(
                 f"npz file {path!r} lacks arrays {missing}; it has {arrays.files}, "
                 f"needs {list(required)} (optional x_val, y_val)")
+        num_classes = class_names = None
+        if "num_classes" in arrays.files:
+            value = arrays["num_classes"]
+            if value.ndim != 0 or not np.issubdtype(value.dtype, np.integer):
+                raise ValueError(f"npz file {path!r}: num_classes must be a scalar integer, "
+                                 f"got {value.dtype} shape {value.shape}")
+            num_classes = int(value)
+        if "class_names" in arrays.files:
+            value = arrays["class_names"]
+            if value.ndim != 1 or value.dtype.kind not in "US":
+                raise ValueError(f"npz file {path!r}: class_names must be a 1-D string array, "
+                                 f"got {value.dtype} shape {value.shape}")
+            class_names = tuple(str(name) for name in value.astype(str))
         return ArraySplits(
             arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
             arrays["x_val"] if "x_val" in arrays.files else None,
-            arrays["y_val"] if "y_val" in arrays.files else None)
+            arrays["y_val"] if "y_val" in arrays.files else None,
+            class_names=class_names, num_classes=num_classes)

@@ -5,10 +5,17 @@ Sources (DESIGN.md, `epsd_tf.data`): "tfds", "idx", "npz", "folder",
 when that directory exists, "synthetic" for the name "synthetic", the source
 implied by `path` when one is given, else "tfds").
 
-In-memory sources (idx, npz, folder, synthetic) are read with numpy once and
-validated before any pipeline is built; images stay uint8 until the per-example
-map. TFDS splits are streamed; `cache` keeps their decoded uint8 images (in
-memory, or in the file `cache` names) before shuffling and augmentation.
+Two paths produce the same `_Examples` (unbatched splits plus what is known
+about them), from which `_assemble` builds the one frozen `DataSplits`:
+
+* `_in_memory` (idx, npz, folder, synthetic): read with numpy once; images,
+  labels and classes are validated before any pipeline is built; images stay
+  uint8 until the per-example map.
+* `_streamed` (tfds): splits are streamed; `cache` keeps their decoded uint8
+  images (in memory, or in the file `cache` names) before shuffling and
+  augmentation.
+
+The classes of every source are declared, not inferred (see classes.py).
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import tensorflow as tf
 
 from epsd_tf.data import arrays as arrays_lib
 from epsd_tf.data import augment as augment_lib
-from epsd_tf.data import folder, idx, method_batches, synthetic, tfds_source
+from epsd_tf.data import classes, folder, idx, synthetic, tfds_source
 from epsd_tf.data.known import KNOWN_DATASETS
 from epsd_tf.data.splits import DatasetInfo, DataSplits
 
@@ -61,53 +68,141 @@ def resolve_source(dataset: str, source: str, path: Optional[str]):
     return "tfds", None
 
 
-def _check_known(dataset: str, num_classes: Optional[int], channels: int):
-    """Known datasets fix num_classes and statistics; channels must agree."""
+@dataclasses.dataclass(frozen=True)
+class _Examples:
+    """Unbatched splits of either path, and what is known about them."""
+
+    source: str
+    num_classes: int
+    class_names: Optional[tuple]
+    input_shape: tuple
+    stats: tuple  # (mean, std) per channel, 0-1 scale
+    counts: tuple  # (num_train, num_validation, num_test)
+    train_examples: tf.data.Dataset
+    validation: Optional[tf.data.Dataset]  # (uint8 image, int32 label)
+    test: tf.data.Dataset
+    train_arrays: Optional[tuple] = None
+
+
+def _known(dataset: str, channels: int):
+    """The `KnownDataset` of `dataset` (None if unknown); its channels must agree."""
     known = KNOWN_DATASETS.get(dataset)
-    if known is None:
-        return num_classes, None
-    if len(known.mean) != channels:
+    if known is not None and len(known.mean) != channels:
         raise ValueError(
             f"dataset {dataset!r} has {len(known.mean)}-channel images, the data "
             f"has {channels}")
-    if num_classes is not None and num_classes != known.num_classes:
-        raise ValueError(
-            f"dataset {dataset!r} has {known.num_classes} classes, got num_classes="
-            f"{num_classes}")
-    return known.num_classes, known
+    return known
 
 
-def _load_arrays(dataset, source, path, image_size, validation_fraction,
-                 num_classes, synthetic_options):
+def _read_arrays(source, path, image_size, synthetic_options) -> arrays_lib.ArraySplits:
     if source == "idx":
-        raw = idx.load_idx(path)
-    elif source == "npz":
-        raw = arrays_lib.load_npz(path)
-    elif source == "folder":
-        raw = folder.load_folder(path, image_size)
-    else:
-        unknown = sorted(set(synthetic_options) - set(synthetic.OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"unknown synthetic options {unknown}; valid: {list(synthetic.OPTIONS)}")
-        raw = synthetic.make_synthetic(**synthetic_options)
-    channels = np.asarray(raw.x_train).shape[-1] if np.ndim(raw.x_train) == 4 else 1
-    num_classes, known = _check_known(dataset, num_classes, channels)
-    splits, num_classes = arrays_lib.checked(raw, num_classes)
+        return idx.load_idx(path)
+    if source == "npz":
+        return arrays_lib.load_npz(path)
+    if source == "folder":
+        return folder.load_folder(path, image_size)
+    unknown = sorted(set(synthetic_options) - set(synthetic.OPTIONS))
+    if unknown:
+        raise ValueError(
+            f"unknown synthetic options {unknown}; valid: {list(synthetic.OPTIONS)}")
+    return synthetic.make_synthetic(**synthetic_options)
+
+
+_HOW_TO_DECLARE = {
+    "idx": "IDX files carry no class list: use a known dataset name ({known}) or pass "
+           "num_classes=",
+    "npz": "store num_classes (a scalar) or class_names (strings) in the .npz, or pass "
+           "num_classes=",
+}
+
+
+def _in_memory(dataset, source, path, *, image_size, validation_fraction, num_classes,
+               max_train_examples, synthetic_options) -> _Examples:
+    """The in-memory path: numpy arrays, checked once, then `from_tensor_slices`."""
+    if source == "synthetic" and num_classes is not None:
+        synthetic_options = dict(synthetic_options, num_classes=num_classes)
+    splits = arrays_lib.checked(_read_arrays(source, path, image_size, synthetic_options))
+    known = _known(dataset, splits.x_train.shape[-1])
+    declared, class_names = classes.declared(
+        dataset, known=known, source_classes=splits.num_classes,
+        class_names=splits.class_names, requested=num_classes, where=f"the {source} data")
+    how = _HOW_TO_DECLARE.get(source, "pass num_classes=").format(known=sorted(KNOWN_DATASETS))
+    if source == "idx" and declared is None:
+        raise ValueError(f"dataset {dataset!r}: {how}")
     if splits.x_val is None:
         x_train, y_train, x_val, y_val = arrays_lib.carve_validation(
             splits.x_train, splits.y_train, validation_fraction)
         splits = dataclasses.replace(splits, x_train=x_train, y_train=y_train,
                                      x_val=x_val if len(x_val) else None,
                                      y_val=y_val if len(y_val) else None)
+    if max_train_examples is not None:
+        splits = dataclasses.replace(splits, x_train=splits.x_train[:max_train_examples],
+                                     y_train=splits.y_train[:max_train_examples])
+    labels = {"train": splits.y_train, "test": splits.y_test}
+    if splits.y_val is not None:
+        labels["validation"] = splits.y_val
+    num_classes = classes.check_labels(labels, declared, dataset, how)
     if image_size is not None:
         size = augment_lib.stored_size(image_size)
         resize = lambda x: None if x is None else augment_lib.resize_and_center_crop(
             x, size).numpy()
         splits = dataclasses.replace(splits, x_train=resize(splits.x_train),
                                      x_val=resize(splits.x_val), x_test=resize(splits.x_test))
-    stats = (known.mean, known.std) if known else arrays_lib.mean_std(splits.x_train)
-    return splits, num_classes, stats, known
+    stored_shape = splits.x_train.shape[1:]
+    return _Examples(
+        source=source, num_classes=num_classes, class_names=class_names,
+        input_shape=((image_size, image_size, stored_shape[-1]) if image_size is not None
+                     else stored_shape),
+        stats=(known.mean, known.std) if known else arrays_lib.mean_std(splits.x_train),
+        counts=(len(splits.y_train), 0 if splits.y_val is None else len(splits.y_val),
+                len(splits.y_test)),
+        train_examples=tf.data.Dataset.from_tensor_slices({
+            "image": splits.x_train, "label": splits.y_train,
+            "example_id": np.arange(len(splits.y_train), dtype=np.int64)}),
+        validation=(None if splits.x_val is None else
+                    tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val))),
+        test=tf.data.Dataset.from_tensor_slices((splits.x_test, splits.y_test)),
+        train_arrays=(splits.x_train, splits.y_train))
+
+
+def _streamed(dataset, *, data_dir, validation_fraction, download, num_classes,
+              image_size, cache, max_train_examples) -> _Examples:
+    """The streamed path: TFDS splits, classes from the TFDS label metadata."""
+    stream = tfds_source.load_tfds(dataset, data_dir, validation_fraction, download)
+    known = _known(dataset, stream.image_shape[-1])
+    declared, class_names = classes.declared(
+        dataset, known=known, source_classes=stream.num_classes,
+        class_names=stream.class_names, requested=num_classes,
+        where="the TFDS label metadata")
+    classes.at_least_two(declared, dataset)
+    if image_size is None and None in stream.image_shape[:2]:
+        if known is None or known.default_image_size is None:
+            raise ValueError(
+                f"TFDS dataset {dataset!r} has variable image sizes; pass image_size=")
+        image_size = known.default_image_size
+    if image_size is not None:
+        size = augment_lib.stored_size(image_size)
+        store = lambda image, label: (augment_lib.resize_and_center_crop(image, size), label)
+        parts = [None if d is None else d.map(store, num_parallel_calls=tf.data.AUTOTUNE)
+                 for d in (stream.train, stream.validation, stream.test)]
+        stream = dataclasses.replace(stream, train=parts[0], validation=parts[1],
+                                     test=parts[2])
+    stats = (known.mean, known.std) if known else _stream_stats(stream.train)
+    train = _cached(stream.train, cache, "train")
+    num_train = stream.num_train
+    if max_train_examples is not None:
+        train = train.take(int(max_train_examples))
+        num_train = min(num_train, int(max_train_examples))
+    return _Examples(
+        source="tfds", num_classes=declared, class_names=class_names,
+        input_shape=((image_size, image_size, stream.image_shape[-1])
+                     if image_size is not None else stream.image_shape),
+        stats=stats, counts=(num_train, stream.num_validation, stream.num_test),
+        train_examples=train.enumerate().map(
+            lambda i, example: {"image": example[0], "label": example[1], "example_id": i}),
+        validation=(None if stream.validation is None else
+                    _cached(stream.validation, cache, "validation")),
+        test=_cached(stream.test, cache, "test"))
 
 
 def _stream_stats(train: tf.data.Dataset) -> tuple:
@@ -127,6 +222,36 @@ def _eval_batches(examples: tf.data.Dataset, preprocess, batch_size: int):
     return examples.batch(batch_size).map(
         lambda images, labels: (preprocess(images, False), labels),
         num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def _assemble(dataset: str, examples: _Examples, *, batch_size, eval_batch_size, augment,
+              seed, crop_padding, horizontal_flip, shuffle_buffer, deterministic
+              ) -> DataSplits:
+    """Builds the `DataSplits` of either path: info, preprocessing, eval batches."""
+    input_shape = tuple(int(d) for d in examples.input_shape)
+    mean, std = examples.stats
+    info = DatasetInfo(name=dataset, num_classes=int(examples.num_classes),
+                       image_shape=input_shape, num_train=int(examples.counts[0]),
+                       num_validation=int(examples.counts[1]),
+                       num_test=int(examples.counts[2]), mean=tuple(mean), std=tuple(std),
+                       source=examples.source, class_names=examples.class_names)
+    if info.num_train == 0 or info.num_test == 0:
+        raise ValueError(f"dataset {dataset!r} has an empty split: {info}")
+    augmentation = augment_lib.default_augmentation(input_shape, augment, crop_padding,
+                                                    horizontal_flip)
+    preprocess = augment_lib.Preprocessor(input_shape, info.mean, info.std, augmentation, seed)
+    options = tf.data.Options()
+    options.deterministic = deterministic
+    evals = {name: None if d is None else
+             _eval_batches(d, preprocess, eval_batch_size).with_options(options)
+             for name, d in (("validation", examples.validation), ("test", examples.test))}
+    logging.info("Loaded %s from %s: %s; augmentation %s", dataset, examples.source, info,
+                 augmentation)
+    return DataSplits(info=info, validation=evals["validation"], test=evals["test"],
+                      train_examples=examples.train_examples, preprocess=preprocess,
+                      batch_size=int(batch_size), eval_batch_size=int(eval_batch_size),
+                      seed=int(seed), train_arrays=examples.train_arrays,
+                      shuffle_buffer=int(shuffle_buffer), deterministic=deterministic)
 
 
 def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
@@ -160,7 +285,11 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
         image_size: resize to `image_size × image_size` model inputs
             (>= 128: random-resized-crop training, centre-crop evaluation).
         crop_padding, horizontal_flip: override the augmentation defaults.
-        num_classes: expected class count (labels are checked against it).
+        num_classes: the number of classes. Must agree with what the dataset
+            declares (known datasets, TFDS metadata, folder names, a .npz
+            `num_classes`/`class_names` entry); needed for IDX files of other
+            datasets and for undeclared .npz labels that are not `0 .. K-1`.
+            For synthetic data: how many classes to generate.
         shuffle_buffer: shuffle buffer of streamed (TFDS) training data.
         deterministic: parallel maps keep element order (reproducible batches).
         download: let TFDS download and prepare the data first.
@@ -170,7 +299,9 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
             image_shape, num_classes, noise, data_seed` (see synthetic.py).
 
     Raises:
-        ValueError: unknown source/dataset/option, bad labels, shapes or sizes.
+        ValueError: unknown source/dataset/option, bad shapes or sizes,
+            undeclared or disagreeing classes, fewer than two classes, labels
+            outside the classes, validation/test labels absent from training.
         FileNotFoundError: missing files, with how to get the data.
     """
     source, path = resolve_source(dataset, source, path)
@@ -192,79 +323,17 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
 
     if source == "tfds":
-        stream = tfds_source.load_tfds(dataset, data_dir, validation_fraction, download)
-        num_classes, known = _check_known(dataset, num_classes, stream.image_shape[-1])
-        num_classes = stream.num_classes if num_classes is None else num_classes
-        if image_size is None and None in stream.image_shape[:2]:
-            if known is None or known.default_image_size is None:
-                raise ValueError(
-                    f"TFDS dataset {dataset!r} has variable image sizes; pass image_size=")
-            image_size = known.default_image_size
-        if image_size is not None:
-            size = augment_lib.stored_size(image_size)
-            store = lambda image, label: (augment_lib.resize_and_center_crop(image, size),
-                                          label)
-            parts = [None if d is None else d.map(store, num_parallel_calls=tf.data.AUTOTUNE)
-                     for d in (stream.train, stream.validation, stream.test)]
-            stream = dataclasses.replace(stream, train=parts[0], validation=parts[1],
-                                         test=parts[2])
-        input_shape = ((image_size, image_size, stream.image_shape[-1])
-                       if image_size is not None else stream.image_shape)
-        stats = (known.mean, known.std) if known else _stream_stats(stream.train)
-        train = _cached(stream.train, cache, "train")
-        num_train = stream.num_train
-        if max_train_examples is not None:
-            train = train.take(int(max_train_examples))
-            num_train = min(num_train, int(max_train_examples))
-        train_examples = train.enumerate().map(
-            lambda i, example: {"image": example[0], "label": example[1], "example_id": i})
-        evals = {name: None if d is None else _cached(d, cache, name)
-                 for name, d in (("validation", stream.validation), ("test", stream.test))}
-        counts = (num_train, stream.num_validation, stream.num_test)
-        class_names, train_arrays = stream.class_names, None
+        examples = _streamed(dataset, data_dir=data_dir,
+                             validation_fraction=validation_fraction, download=download,
+                             num_classes=num_classes, image_size=image_size, cache=cache,
+                             max_train_examples=max_train_examples)
     else:
-        splits, num_classes, stats, known = _load_arrays(
-            dataset, source, path, image_size, validation_fraction, num_classes,
-            synthetic_options)
-        if max_train_examples is not None:
-            splits = dataclasses.replace(splits, x_train=splits.x_train[:max_train_examples],
-                                         y_train=splits.y_train[:max_train_examples])
-        stored_shape = splits.x_train.shape[1:]
-        input_shape = ((image_size, image_size, stored_shape[-1])
-                       if image_size is not None else stored_shape)
-        train_examples = tf.data.Dataset.from_tensor_slices({
-            "image": splits.x_train, "label": splits.y_train,
-            "example_id": np.arange(len(splits.y_train), dtype=np.int64)})
-        evals = {"validation": None if splits.x_val is None else
-                 tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val)),
-                 "test": tf.data.Dataset.from_tensor_slices((splits.x_test, splits.y_test))}
-        counts = (len(splits.y_train), 0 if splits.y_val is None else len(splits.y_val),
-                  len(splits.y_test))
-        class_names = splits.class_names or (known.class_names if known else None)
-        train_arrays = (splits.x_train, splits.y_train)
-
-    input_shape = tuple(int(d) for d in input_shape)
-    info = DatasetInfo(name=dataset, num_classes=int(num_classes), image_shape=input_shape,
-                       num_train=counts[0], num_validation=counts[1], num_test=counts[2],
-                       mean=tuple(stats[0]), std=tuple(stats[1]), source=source,
-                       class_names=class_names)
-    if info.num_train == 0 or info.num_test == 0:
-        raise ValueError(f"dataset {dataset!r} has an empty split: {info}")
-    augmentation = augment_lib.default_augmentation(input_shape, augment, crop_padding,
-                                                horizontal_flip)
-    preprocess = augment_lib.Preprocessor(input_shape, info.mean, info.std, augmentation, seed)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    evals = {name: None if d is None else
-             _eval_batches(d, preprocess, eval_batch_size).with_options(options)
-             for name, d in evals.items()}
-    splits = DataSplits(info=info, train=None, validation=evals["validation"],
-                        test=evals["test"], train_examples=train_examples,
-                        preprocess=preprocess, batch_size=int(batch_size),
-                        eval_batch_size=int(eval_batch_size), seed=int(seed),
-                        train_arrays=train_arrays, shuffle_buffer=int(shuffle_buffer),
-                        deterministic=deterministic)
-    splits.train = method_batches.for_method(splits, "plain").with_options(options)
-    logging.info("Loaded %s from %s: %s; augmentation %s", dataset, source, info,
-                 augmentation)
-    return splits
+        examples = _in_memory(dataset, source, path, image_size=image_size,
+                              validation_fraction=validation_fraction,
+                              num_classes=num_classes,
+                              max_train_examples=max_train_examples,
+                              synthetic_options=synthetic_options)
+    return _assemble(dataset, examples, batch_size=batch_size,
+                     eval_batch_size=eval_batch_size, augment=augment, seed=seed,
+                     crop_padding=crop_padding, horizontal_flip=horizontal_flip,
+                     shuffle_buffer=shuffle_buffer, deterministic=deterministic)

@@ -6,6 +6,7 @@ See docs/DESIGN.md (`epsd_tf.data` contract).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable, Optional
 
 import numpy as np
@@ -41,15 +42,18 @@ class DatasetInfo:
     class_names: Optional[tuple] = None
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True, eq=False)
 class DataSplits:
     """The input pipelines of one dataset (DESIGN.md, `epsd_tf.data`).
 
+    Frozen: `data.load` builds it once; `train` is derived from the fields on
+    first use (`for_method(splits, "plain")`).
+
     Attributes:
         info: the `DatasetInfo`.
-        train: batches `(float32 [B, H, W, C] normalised, int32 [B])`, shuffled
-            (seeded, reshuffled each epoch), augmented, `drop_remainder=True`,
-            prefetched, not repeated.
+        train: (property) batches `(float32 [B, H, W, C] normalised, int32 [B])`,
+            shuffled (seeded, reshuffled each epoch), augmented,
+            `drop_remainder=True`, prefetched, not repeated.
         validation: batches `(images, labels)`, normalised, not augmented, last
             partial batch kept; None when `info.num_validation == 0`.
         test: like `validation`, for the test split.
@@ -72,7 +76,6 @@ class DataSplits:
     """
 
     info: DatasetInfo
-    train: Optional[tf.data.Dataset]
     validation: Optional[tf.data.Dataset]
     test: tf.data.Dataset
     train_examples: tf.data.Dataset
@@ -83,6 +86,15 @@ class DataSplits:
     train_arrays: Optional[tuple] = None
     shuffle_buffer: int = 10_000
     deterministic: bool = True
+
+    @functools.cached_property
+    def train(self) -> tf.data.Dataset:
+        """The plain training batches (see the class docstring), built once."""
+        from epsd_tf.data import method_batches  # It imports this module.
+
+        options = tf.data.Options()
+        options.deterministic = self.deterministic
+        return method_batches.for_method(self, "plain").with_options(options)
 
     @property
     def in_memory(self) -> bool:

@@ -61,4 +61,4 @@ def make_synthetic(num_examples: int = 256, num_test: int = 128,
         images = np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
         return images, labels
 
-    return ArraySplits(*split(num_examples), *split(num_test))
+    return ArraySplits(*split(num_examples), *split(num_test), num_classes=num_classes)

@@ -8,7 +8,7 @@ import pytest
 from epsd_tf import data
 from epsd_tf.data import method_batches
 from epsd_tf.distill import methods
-from tests.data.conftest import decode_ids, id_images
+from tests.data.helpers import decode_ids, id_images
 
 
 @pytest.fixture

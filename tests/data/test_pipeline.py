@@ -1,12 +1,13 @@
 """DataSplits pipelines: carve-out, normalisation, seeded augmentation, batching."""
 
+import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from epsd_tf import data
 from epsd_tf.data import arrays, augment
-from tests.data.conftest import decode_ids, id_images
+from tests.data.helpers import decode_ids, id_images
 
 
 def _epoch(dataset):
@@ -164,3 +165,11 @@ def test_max_train_examples_keeps_the_first_examples_only():
                                   next(full.train_examples.as_numpy_iterator())["image"])
     with pytest.raises(ValueError, match="max_train_examples"):
         data.load("synthetic", source="synthetic", max_train_examples=0)
+
+
+def test_data_splits_are_frozen_and_train_is_built_once():
+    splits = data.load("synthetic", num_examples=32, num_test=8, batch_size=8)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        splits.batch_size = 4
+    assert splits.train is splits.train
+    assert int(splits.train.cardinality()) == splits.info.num_train // 8

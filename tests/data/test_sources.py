@@ -9,7 +9,7 @@ from PIL import Image
 
 from epsd_tf import data
 from epsd_tf.data import idx, pipeline
-from tests.data.conftest import idx_bytes, write_idx_dir
+from tests.data.helpers import idx_bytes, write_idx_dir
 
 
 def _train_images(splits):
@@ -20,7 +20,7 @@ def _train_images(splits):
 def test_idx_source_reads_gz_and_raw(tmp_path, gz):
     arrays = write_idx_dir(tmp_path / "idx", gz=gz)
     splits = data.load("my_mnist", source="idx", path=str(tmp_path / "idx"),
-                       validation_fraction=0.0, batch_size=8)
+                       validation_fraction=0.0, batch_size=8, num_classes=10)
     assert splits.info.image_shape == (28, 28, 1)
     assert (splits.info.num_train, splits.info.num_validation, splits.info.num_test) == (40, 0, 20)
     assert splits.info.num_classes == 10
@@ -64,7 +64,8 @@ def test_idx_missing_files_say_how_to_get_them(tmp_path):
 
 def test_known_dataset_checks_label_range(tmp_path):
     write_idx_dir(tmp_path, gz=True, num_classes=12)
-    with pytest.raises(ValueError, match="label 11 is out of range for 10 classes"):
+    with pytest.raises(ValueError,
+                       match=r"train labels \[10, 11\] are outside the 10 declared classes"):
         data.load("fashion_mnist", source="idx", path=str(tmp_path))
 
 

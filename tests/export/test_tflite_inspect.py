@@ -6,7 +6,7 @@ import pytest
 
 from epsd_tf.export import tflite, tflite_inspect
 
-from tests.export.conftest import prune_randomly
+from tests.export.helpers import prune_randomly
 
 
 def _convert(model, tmp_path, variant, representative=None):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from epsd_tf import pruning
-from tests.pruning.conftest import small_cnn
+from tests.pruning.helpers import small_cnn
 
 SHAPES = {"a/kernel": (3, 3, 3, 8), "b/kernel": (3, 3, 8, 16), "c/kernel": (16, 10),
           "d/kernel": (7,)}

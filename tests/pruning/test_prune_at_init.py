@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from epsd_tf import pruning
-from tests.pruning.conftest import batches, images, small_cnn
+from tests.pruning.helpers import batches, images, small_cnn
 
 
 def pool_kept(report):

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from epsd_tf import pruning
 from epsd_tf.distill import losses
-from tests.pruning.conftest import batches, labels
+from tests.pruning.helpers import batches, labels
 
 
 def normalised(scores):

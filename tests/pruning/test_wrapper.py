@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from epsd_tf import pruning
-from tests.pruning.conftest import images, labels
+from tests.pruning.helpers import images, labels
 
 
 def random_masks(model, density=0.5, seed=0):
