@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make quickstart   set up, fetch the quickstart data, run gin/quickstart.gin
-#   make test         set up, fetch the test data, run the test suite
+#   make test         set up, fetch the test data, lint (ruff), run the test suite
+# For development: make test-fast (unit tests, no `slow` ones), make lint.
 # Both create .venv and install the pinned requirements on first use.
 
 PYTHON ?= python3
@@ -10,6 +11,7 @@ WORKDIR ?= runs/quickstart
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data quickstart test bench clean
+.PHONY: lint test-fast
 
 setup: $(VENV)/.installed
 
@@ -37,6 +39,17 @@ quickstart: setup data
 
 test: setup data
 	$(PY) -m pytest -q tests
+
+# `make test` lints first.
+test: lint
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+# The unit-test loop: everything except tests marked `slow` (subprocesses,
+# multi-minute training); see pyproject.toml.
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
 
 bench: setup data
 	$(PY) tools/bench.py --output=runs/bench.json

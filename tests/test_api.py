@@ -1,5 +1,9 @@
 """The top-level Python API, as the package docstring and README show it."""
 
+import ast
+import glob
+import os
+
 import numpy as np
 
 import epsd_tf
@@ -30,3 +34,29 @@ def test_the_documented_two_step_flow(tmp_path):
         eval_batch=next(iter(splits.test)), latency_runs=0)
     assert (tmp_path / "export").is_dir()
     assert report
+
+
+def test_the_library_packages_never_import_the_gin_root():
+    # The Python API above must work without `epsd_tf.train` (the gin root)
+    # and without gin (DESIGN.md, "Dependencies point one way").
+    root = os.path.dirname(epsd_tf.__file__)
+    offenders = []
+    for path in glob.glob(os.path.join(root, "*", "**", "*.py"), recursive=True):
+        if os.path.relpath(path, root).split(os.sep)[0] == "train":
+            continue
+        for node in ast.walk(ast.parse(open(path).read(), filename=path)):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                     [alias.name for alias in node.names] if isinstance(node, ast.Import)
+                     else [])
+            offenders += [f"{path}: {name}" for name in names
+                          if name.startswith("epsd_tf.train") or name.split(".")[0] == "gin"]
+    assert not offenders
+
+
+def test_the_documented_python_api_does_not_use_the_gin_root():
+    readme = open(os.path.join(os.path.dirname(os.path.dirname(epsd_tf.__file__)),
+                               "README.md")).read()
+    python_blocks = readme.split("```python")[1:]
+    assert python_blocks
+    for text in [block.split("```")[0] for block in python_blocks] + [epsd_tf.__doc__]:
+        assert "epsd_tf.train" not in text and "import optimizers" not in text

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from absl import logging
 import numpy as np
+from absl import logging
 
 
 def declared(dataset: str, *, known=None, source_classes: Optional[int] = None,

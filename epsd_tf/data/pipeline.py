@@ -24,9 +24,9 @@ import dataclasses
 import os
 from typing import Optional, Union
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from epsd_tf.data import arrays as arrays_lib
 from epsd_tf.data import augment as augment_lib

@@ -16,9 +16,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from absl import logging
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from absl import logging
 
 from epsd_tf.data.known import KNOWN_DATASETS
 

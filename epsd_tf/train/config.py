@@ -11,8 +11,7 @@ import os
 import gin
 
 from epsd_tf import files
-from epsd_tf.train import experiment
-from epsd_tf.train import gin_registry  # noqa: F401  (registers configurables)
+from epsd_tf.train import experiment, gin_registry  # gin_registry registers configurables
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GIN_DIR = os.path.join(REPO, "gin")

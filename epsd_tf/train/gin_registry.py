@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import gin
 
-from epsd_tf import analysis
-from epsd_tf import data
-from epsd_tf import export
-from epsd_tf import models
-from epsd_tf import optim
-from epsd_tf import pruning
+from epsd_tf import analysis, data, export, models, optim, pruning
 from epsd_tf.distill import methods
 
 _REGISTERED = []

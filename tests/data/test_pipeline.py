@@ -1,6 +1,7 @@
 """DataSplits pipelines: carve-out, normalisation, seeded augmentation, batching."""
 
 import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf

@@ -1,6 +1,5 @@
 """The TFDS source, on `tfds.testing.mock_data` (TFDS cannot download here)."""
 
-import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
