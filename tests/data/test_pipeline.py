@@ -35,12 +35,17 @@ def test_validation_carve_out_is_deterministic_and_disjoint(tmp_path):
         arrays.carve_validation(np.zeros((4, 2, 2, 1)), np.zeros(4), 1.0)
 
 
-def test_normalisation_known_and_computed(tmp_path):
+def _two_class_npz(tmp_path):
     rng = np.random.default_rng(0)
     x_train = rng.integers(0, 256, (50, 6, 6, 3), np.uint8)
     path = str(tmp_path / "d.npz")
     np.savez(path, x_train=x_train, y_train=np.arange(50) % 2,
              x_test=x_train[:10], y_test=np.arange(10) % 2)
+    return path, x_train
+
+
+def test_normalisation_statistics_computed_on_train(tmp_path):
+    path, x_train = _two_class_npz(tmp_path)
     splits = data.load("d", source="npz", path=path, validation_fraction=0.0,
                        augment=False, batch_size=10, eval_batch_size=10)
     pixels = x_train / 255.0
@@ -54,7 +59,10 @@ def test_normalisation_known_and_computed(tmp_path):
     np.testing.assert_allclose(train_images.mean((0, 1, 2)), 0, atol=1e-5)
     np.testing.assert_allclose(train_images.std((0, 1, 2)), 1, atol=1e-4)
 
+
+def test_known_dataset_names_use_fixed_statistics(tmp_path):
     # Known dataset names use the fixed statistics of METHOD.md's datasets.
+    path, _ = _two_class_npz(tmp_path)
     known = data.load("cifar10", source="npz", path=path, validation_fraction=0.0,
                       batch_size=10, num_classes=10)
     assert known.info.mean == data.KNOWN_DATASETS["cifar10"].mean

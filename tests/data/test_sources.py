@@ -40,12 +40,16 @@ def test_idx_parser_rejects_bad_magic_and_sizes():
         idx.parse_idx(good[:-1])
 
 
-def test_idx_wrong_rank_and_count_mismatch(tmp_path):
+def test_idx_label_count_mismatch(tmp_path):
     write_idx_dir(tmp_path, gz=False)
     with open(tmp_path / "train-labels-idx1-ubyte", "wb") as f:
         f.write(idx_bytes(np.zeros(39, np.uint8)))
     with pytest.raises(ValueError, match="train has 40 images but 39 labels"):
         data.load("x", source="idx", path=str(tmp_path))
+
+
+def test_idx_wrong_image_rank(tmp_path):
+    write_idx_dir(tmp_path, gz=False)
     with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as f:
         f.write(idx_bytes(np.zeros((40, 28), np.uint8)))
     os.remove(tmp_path / "train-images-idx3-ubyte")
@@ -53,9 +57,12 @@ def test_idx_wrong_rank_and_count_mismatch(tmp_path):
         data.load("x", source="idx", path=str(tmp_path))
 
 
-def test_idx_missing_files_say_how_to_get_them(tmp_path):
+def test_idx_missing_directory_says_how_to_get_it(tmp_path):
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         data.load("fashion_mnist", source="idx", path=str(tmp_path / "nowhere"))
+
+
+def test_idx_missing_file_is_named(tmp_path):
     write_idx_dir(tmp_path, gz=True)
     os.remove(tmp_path / "t10k-labels-idx1-ubyte.gz")
     with pytest.raises(FileNotFoundError, match="t10k-labels-idx1-ubyte"):
@@ -118,7 +125,7 @@ def _write_folder(root, split, classes, count, mode, size=(6, 6), ext="png"):
                 root / split / name / f"{i}.{ext}")
 
 
-def test_folder_source_sorted_classes_grey_and_rgb(tmp_path):
+def test_folder_source_sorts_classes_and_reads_grey(tmp_path):
     _write_folder(tmp_path / "g", "train", ["zebra", "ant", "moth"], 4, "L")
     _write_folder(tmp_path / "g", "test", ["moth", "ant"], 2, "L")
     splits = data.load("g", source="folder", path=str(tmp_path / "g"), batch_size=2,
@@ -128,6 +135,8 @@ def test_folder_source_sorted_classes_grey_and_rgb(tmp_path):
     labels = [int(e["label"]) for e in splits.train_examples.as_numpy_iterator()]
     assert labels == [0] * 4 + [1] * 4 + [2] * 4
 
+
+def test_folder_source_rgb_with_val_split_and_resize(tmp_path):
     _write_folder(tmp_path / "c", "train", ["a", "b"], 3, "RGB", (10, 8), "jpg")
     _write_folder(tmp_path / "c", "test", ["a", "b"], 1, "RGB", (10, 8), "jpg")
     _write_folder(tmp_path / "c", "val", ["b"], 2, "RGB", (10, 8), "jpg")
@@ -137,9 +146,12 @@ def test_folder_source_sorted_classes_grey_and_rgb(tmp_path):
     assert splits.info.image_shape == (8, 8, 3) and splits.info.num_validation == 2
 
 
-def test_folder_errors(tmp_path):
+def test_folder_without_train_dir_is_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="train"):
         data.load("f", source="folder", path=str(tmp_path))
+
+
+def test_folder_test_classes_must_exist_in_train(tmp_path):
     _write_folder(tmp_path, "train", ["a"], 2, "L")
     _write_folder(tmp_path, "test", ["a", "zz"], 1, "L")
     with pytest.raises(ValueError, match=r"classes \['zz'\] that train/ lacks"):
@@ -172,17 +184,17 @@ def test_synthetic_is_seeded_and_learnable():
     assert np.mean(predictions == test_y) > 0.9
 
 
-def test_unknown_source_dataset_and_options():
-    with pytest.raises(ValueError, match=r"Unknown source 'hdf5'; valid: \('auto', 'tfds'"):
-        data.load("cifar10", source="hdf5")
-    with pytest.raises(ValueError, match="Unknown dataset 'no_such_dataset'.*cifar10"):
-        data.load("no_such_dataset", source="tfds")
-    with pytest.raises(ValueError, match=r"unknown synthetic options \['colour'\]"):
-        data.load("synthetic", colour=True)
-    with pytest.raises(ValueError, match="apply only to source='synthetic'"):
-        data.load("cifar10", source="npz", path="x.npz", num_examples=3)
-    with pytest.raises(ValueError, match="source='npz' needs path="):
-        data.load("cifar10", source="npz")
+@pytest.mark.parametrize("args, kwargs, message", [
+    (("cifar10",), {"source": "hdf5"}, r"Unknown source 'hdf5'; valid: \('auto', 'tfds'"),
+    (("no_such_dataset",), {"source": "tfds"}, "Unknown dataset 'no_such_dataset'.*cifar10"),
+    (("synthetic",), {"colour": True}, r"unknown synthetic options \['colour'\]"),
+    (("cifar10",), {"source": "npz", "path": "x.npz", "num_examples": 3},
+     "apply only to source='synthetic'"),
+    (("cifar10",), {"source": "npz"}, "source='npz' needs path="),
+])
+def test_unknown_source_dataset_and_options(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        data.load(*args, **kwargs)
 
 
 def test_auto_source_resolution(tmp_path, monkeypatch):

@@ -79,13 +79,20 @@ def test_multistep_cosine_constant_and_warmup_values():
     np.testing.assert_allclose([float(warm(s)) for s in (0, 1, 2, 7)], [0.5, 1.0, 1.0, 1.0])
 
 
-def test_recipes_have_method_md_numbers_and_scale_milestones():
+def test_recipes_have_method_md_numbers():
     assert optim.RECIPES["dlb"]["milestones"] == (150, 180, 210)
     assert optim.RECIPES["dlb"]["learning_rate"] == 0.05
     assert optim.RECIPES["cskd"]["weight_decay"] == 1e-4
     assert optim.RECIPES["pskd"]["epochs"] == 300
+
+
+def test_recipe_milestones_scale_to_the_run_length():
     assert optim.recipe("dlb", epochs=24)["milestones"] == (15, 18, 21)
     assert optim.recipe("pskd", epochs=30)["milestones"] == (15, 22)
+    assert optim.recipe("dlb")["milestones"] == (150, 180, 210)
+
+
+def test_recipe_optimizer_has_the_recipe_settings():
     opt = optim.make_recipe_optimizer("cskd", steps_per_epoch=10, epochs=20)
     assert isinstance(opt, optim.TorchSGD)
     assert opt.nesterov is False and opt.l2_weight_decay == 1e-4
@@ -114,9 +121,12 @@ def test_bad_settings_raise_clear_errors(kwargs, message):
         optim.make_optimizer(**kwargs)
 
 
-def test_unknown_recipe_and_override_raise():
+def test_unknown_recipe_raises():
     with pytest.raises(ValueError, match="Unknown recipe 'sam'"):
         optim.recipe("sam")
+
+
+def test_unknown_recipe_override_raises():
     with pytest.raises(ValueError, match="Unknown optimizer settings"):
         optim.make_recipe_optimizer("dlb", steps_per_epoch=1, lr=0.1)
 
