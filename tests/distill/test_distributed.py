@@ -5,9 +5,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mirrored_worker.py")
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_every_method_with_consistent_state():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run([sys.executable, WORKER], capture_output=True, text=True,

@@ -13,6 +13,7 @@ pytest.importorskip("tf_keras")
 pytest.importorskip("tensorflow_model_optimization")
 
 
+@pytest.mark.slow
 def test_pqat_keeps_sparsity_and_accuracy(trained, data, tmp_path):
     model, masks = trained
     result = tfmot_adapter.run_pqat(model, str(tmp_path), data["train"], data["test"],
@@ -31,6 +32,7 @@ def test_pqat_keeps_sparsity_and_accuracy(trained, data, tmp_path):
     assert keras.__version__.startswith("3.")
 
 
+@pytest.mark.slow
 def test_worker_failure_reports_its_output(trained, data, tmp_path, monkeypatch):
     model, _ = trained
     real_spec = tfmot_adapter.architecture_spec

@@ -29,6 +29,7 @@ def smoke(workdir, *bindings, overwrite=False):
     return run_tool(*args)
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_the_workdir(tmp_path):
     workdir = tmp_path / "smoke"
     result = smoke(workdir, "run.landscape = @loss_landscape", "loss_landscape.points = 5",
@@ -58,6 +59,7 @@ def test_smoke_run_writes_the_workdir(tmp_path):
     assert "run.epochs = 2" in operative
 
 
+@pytest.mark.slow
 def test_rerunning_a_finished_run_reports_it_without_training(tmp_path):
     workdir = tmp_path / "smoke"
     first = run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
@@ -71,6 +73,7 @@ def test_rerunning_a_finished_run_reports_it_without_training(tmp_path):
     assert (workdir / "operative_config.gin").read_text() == operative_before
 
 
+@pytest.mark.slow
 def test_a_different_config_is_refused_in_a_used_workdir(tmp_path):
     workdir = tmp_path / "smoke"
     run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
@@ -80,6 +83,7 @@ def test_a_different_config_is_refused_in_a_used_workdir(tmp_path):
     assert metrics["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_resume_after_a_killed_run(tmp_path):
     """Kill -9 the run once an epoch is logged; the re-run resumes, not restarts."""
     workdir = tmp_path / "smoke"
@@ -125,6 +129,7 @@ def test_every_gin_file_parses(gin_file):
 
 @pytest.mark.skipif(not os.path.isdir(FASHION_MNIST),
                     reason="needs `apt-get install dataset-fashion-mnist` (make test does it)")
+@pytest.mark.slow
 def test_quickstart_config_runs_a_few_steps(tmp_path):
     # The real config, shortened: 2 steps, one inner scoring step, no Mean-JSV.
     result = run_tool("--gin_file=gin/quickstart.gin", f"--workdir={tmp_path / 'q'}",
@@ -170,6 +175,7 @@ def test_bad_input_fails_clearly_before_training(tmp_path, gin_files, bindings, 
         assert not (workdir / name).exists(), name
 
 
+@pytest.mark.slow
 def test_a_failed_run_leaves_the_workdir_usable(tmp_path):
     workdir = tmp_path / "w"
     with pytest.raises(ValueError, match="sparsity"):
@@ -179,6 +185,7 @@ def test_a_failed_run_leaves_the_workdir_usable(tmp_path):
     assert metrics["pruning"]["prunable_sparsity"] == pytest.approx(0.9, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_export_and_pqat_stages_through_gin(tmp_path):
     workdir = tmp_path / "edge"
     metrics = run_in_process(workdir, [SMOKE], [

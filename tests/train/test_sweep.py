@@ -203,6 +203,7 @@ def _sweep_command(root):
             "--gin_bindings=load.num_examples = 128", "--gin_bindings=load.num_test = 64"]
 
 
+@pytest.mark.slow
 def test_interrupted_sweep_resumes_without_redoing_finished_cells(tmp_path):
     """End to end with tools/run.py: stop the sweep while its second cell runs, resume."""
     root = tmp_path / "sweep"
