@@ -1,7 +1,8 @@
 """epsd_tf.data: tf.data input pipelines for EPSD (DESIGN.md, `epsd_tf.data`).
 
 `load(dataset, source=...)` reads TFDS, IDX, .npz, image-folder or synthetic
-data into `DataSplits`; `for_method(splits, method)` gives the training batches
+data into a frozen `DataSplits`, with the classes the source declares
+(classes.py); `for_method(splits, method)` gives the training batches
 a self-distillation method needs; `measure_throughput` times a pipeline.
 """
 

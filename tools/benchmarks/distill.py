@@ -23,9 +23,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from epsd_tf import models
+from epsd_tf import models, optim
 from epsd_tf.distill.model import SelfDistillationModel
-from epsd_tf import optim
 
 BATCH_SIZE = 64
 IMAGE_SHAPE = (28, 28, 1)
