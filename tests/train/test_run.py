@@ -219,6 +219,7 @@ def _weights(model):
     return [w.numpy().copy() for w in model.weights]
 
 
+@pytest.mark.slow
 def test_a_failing_post_training_stage_resumes_there_without_training_again(tmp_path):
     """Export fails after training: the re-run neither trains nor repeats the landscape."""
     import keras
@@ -266,6 +267,7 @@ def test_a_failing_post_training_stage_resumes_there_without_training_again(tmp_
     assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow
 def test_a_run_killed_in_the_landscape_stage_resumes_after_training(tmp_path):
     workdir = tmp_path / "smoke"
     bindings = ["--gin_bindings=run.landscape = @loss_landscape",
@@ -320,6 +322,7 @@ HOLD_LOCK = ("import sys, time\n"
              "    time.sleep(600)\n")
 
 
+@pytest.mark.slow
 def test_one_run_per_workdir_and_a_dead_owners_lock_is_taken_over(tmp_path):
     from epsd_tf import files
 
@@ -343,6 +346,7 @@ def test_one_run_per_workdir_and_a_dead_owners_lock_is_taken_over(tmp_path):
     assert not (workdir / "run.lock").exists()  # released when the run ends
 
 
+@pytest.mark.slow
 def test_a_second_tools_run_on_a_busy_workdir_fails_naming_the_owner(tmp_path):
     workdir = tmp_path / "smoke"
     args = ["--gin_file=gin/smoke.gin", f"--workdir={workdir}",
