@@ -11,9 +11,9 @@ Unit: one *pass* = one forward + backward of the network on one batch; one
   costing the SD method's passes per step, plus one second-order backward (the
   meta-gradient through the unrolled steps; none with `first_order=True`).
 * SD training: `epochs × steps_per_epoch × passes_per_step`, where
-  passes_per_step is 2 for DLB (current batch + previous batch's second view)
-  and CS-KD (sample + same-class partner), 1 for PS-KD (teacher from a table)
-  and plain CE.
+  passes_per_step (the batch-kind table, `epsd_tf.distill.batch_kinds`) is 2
+  for DLB (current batch + previous batch's second view) and CS-KD (sample +
+  same-class partner), 1 for PS-KD (teacher from a table) and plain CE.
 * Prune-then-Distill: teacher `teacher_epochs` (200) + up to
   `imp_rounds × imp_epochs` (7 × 130) IMP + `kd_epochs` (200) of KD, counted
   as one epoch-equivalent per epoch; KD's extra teacher forward passes are not
@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from epsd_tf.distill import methods
 
-# Batch-sized forward/backward passes per optimizer step, by the method's batch shape.
-_PASSES_PER_BATCH_KIND = {"plain": 1, "two_views": 2, "class_pairs": 2, "example_ids": 1}
-
 
 def passes_per_step(method) -> int:
-    """Forward/backward passes per step of an SD method (name, object or None)."""
-    return _PASSES_PER_BATCH_KIND[methods.get(method).batch_kind]
+    """Forward/backward passes per step of an SD method (name, object or None).
+
+    From the batch-kind table (`epsd_tf.distill.batch_kinds`).
+    """
+    return methods.get(method).passes_per_step
 
 
 def _check_count(name: str, value, minimum: int) -> int:
@@ -83,7 +83,8 @@ def training_cost(
     if second_order_cost < 0:
         raise ValueError(f"second_order_cost must be >= 0, got {second_order_cost!r}")
 
-    per_step = passes_per_step(method)
+    method = methods.get(method)
+    per_step = method.passes_per_step
     scoring_passes = rounds * (inner_steps + 1) * per_step
     second_order_passes = 0 if first_order else rounds
     scoring_equivalent = scoring_passes + second_order_cost * second_order_passes
@@ -95,7 +96,7 @@ def training_cost(
     ptd_imp = imp_rounds * imp_epochs
     ptd_epochs = float(teacher_epochs + ptd_imp + kd_epochs)
     return {
-        "method": methods.get(method).name,
+        "method": method.name,
         "passes_per_step": per_step,
         "scoring_forward_backward_passes": scoring_passes,
         "scoring_second_order_backward_passes": second_order_passes,

@@ -1,6 +1,7 @@
 """Training batches in the shape each self-distillation method needs.
 
-`for_method(splits, method)` reads `method.batch_kind` (epsd_tf/distill/methods.py):
+`for_method(splits, method)` reads `method.batch_kind` (the table is
+epsd_tf/distill/batch_kinds.py):
 
 * "plain": `(images, labels)` — cross-entropy, PS-KD-free baselines.
 * "two_views": `({"image": view0, "image_view1": view1}, labels)` — DLB (Shen
@@ -36,7 +37,9 @@ import tensorflow as tf
 
 from epsd_tf.data.splits import DataSplits
 
-# Mirrors epsd_tf.distill.methods.BATCH_KINDS (data/ must not import distill/).
+# The names of epsd_tf.distill.batch_kinds.BATCH_KINDS, the one table (data/ must
+# not import distill/; tests/distill/test_batch_kinds.py keeps the two equal and
+# checks that `for_method` yields exactly each kind's feature keys).
 BATCH_KINDS = ("plain", "two_views", "class_pairs", "example_ids")
 # Memory budget of the per-class windows of streamed CS-KD pairing.
 PAIR_BUFFER_BYTES = 256 * 2**20

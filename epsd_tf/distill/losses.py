@@ -15,6 +15,17 @@ import keras
 from keras import ops
 
 
+def compute_dtype(*tensors) -> str:
+    """float64 if any tensor is float64, else float32 (half precision upcast).
+
+    Losses are computed in at least float32 (logits are float16 under mixed
+    precision) and in float64 when the scorer runs in float64.
+    """
+    wide = any(hasattr(t, "dtype") and keras.backend.standardize_dtype(t.dtype) == "float64"
+               for t in tensors)
+    return "float64" if wide else "float32"
+
+
 def cross_entropy(labels, logits):
     """Sparse softmax cross-entropy.
 
@@ -23,9 +34,9 @@ def cross_entropy(labels, logits):
         logits: unnormalised scores, shape `[batch, classes]`.
 
     Returns:
-        Per-example loss, shape `[batch]`, float32.
+        Per-example loss, shape `[batch]`, float32 (float64 for float64 logits).
     """
-    logits = ops.cast(logits, "float32")
+    logits = ops.cast(logits, compute_dtype(logits))
     labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
@@ -41,8 +52,9 @@ def soft_cross_entropy(target_probabilities, logits):
     Returns:
         Per-example loss `-Σ_c target_c · log softmax(logits)_c`, shape `[batch]`.
     """
-    targets = ops.stop_gradient(ops.cast(target_probabilities, "float32"))
-    log_probabilities = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+    dtype = compute_dtype(target_probabilities, logits)
+    targets = ops.stop_gradient(ops.cast(target_probabilities, dtype))
+    log_probabilities = ops.log_softmax(ops.cast(logits, dtype), axis=-1)
     return -ops.sum(targets * log_probabilities, axis=-1)
 
 
@@ -60,8 +72,9 @@ def distillation_kl(teacher_logits, student_logits, temperature: float):
     """
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
-    teacher = ops.stop_gradient(ops.cast(teacher_logits, "float32")) / temperature
-    student = ops.cast(student_logits, "float32") / temperature
+    dtype = compute_dtype(teacher_logits, student_logits)
+    teacher = ops.stop_gradient(ops.cast(teacher_logits, dtype)) / temperature
+    student = ops.cast(student_logits, dtype) / temperature
     teacher_log_probabilities = ops.log_softmax(teacher, axis=-1)
     student_log_probabilities = ops.log_softmax(student, axis=-1)
     kl = ops.sum(

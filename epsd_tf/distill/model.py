@@ -2,9 +2,9 @@
 
 Step 2 of EPSD (Chen et al., AAAI 2024; METHOD.md §4): train a (possibly
 pruned) student with DLB, CS-KD, PS-KD or plain CE. The wrapper overrides
-`train_step` (a `tf.GradientTape`, the TF seam) and `test_step`; the loss math
-is `keras.ops` in `methods.py`/`losses.py`, the per-method teacher and state in
-`steps.py`. Masks, mixed precision (Keras' `LossScaleOptimizer`), XLA and
+`train_step` (a `tf.GradientTape`, the TF seam) and `test_step`; the loss is
+the method's `objective` (`methods.py`, `keras.ops`, the same function the EPSD
+scorer differentiates), and where its carry lives between steps is `steps.py`. Masks, mixed precision (Keras' `LossScaleOptimizer`), XLA and
 `tf.distribute` work through the standard Keras machinery.
 
 Usage:
@@ -24,14 +24,22 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from absl import logging
 from keras import ops
 
+from epsd_tf.distill import batch_kinds
 from epsd_tf.distill import distribution
 from epsd_tf.distill import losses
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.distill import metrics as metrics_lib
 from epsd_tf.distill import steps as steps_lib
+
+
+def _image_shape(student: keras.Model):
+    """`student`'s per-example input shape, or None when it has no fixed inputs."""
+    try:
+        return tuple(student.input_shape[1:])
+    except (AttributeError, ValueError):
+        return None
 
 
 class EpochCounter(keras.callbacks.Callback):
@@ -77,8 +85,11 @@ class SelfDistillationModel(keras.Model):
         self.student = student
         self.method = method
         self.num_classes = num_classes
-        self.method_step = self._make_step(method, batch_size, num_examples, epochs,
-                                           image_shape, num_classes)
+        self.method_step = steps_lib.make_step(
+            method, num_classes=num_classes, batch_size=batch_size,
+            num_examples=num_examples, epochs=epochs,
+            image_shape=_image_shape(student) if image_shape is None else image_shape,
+            replicas=self.distribute_strategy.num_replicas_in_sync)
         self._train_trackers = {
             "loss": keras.metrics.Mean(name="loss"),
             "ce_loss": keras.metrics.Mean(name="ce_loss"),
@@ -95,39 +106,6 @@ class SelfDistillationModel(keras.Model):
             self._accuracy_trackers["top5_accuracy"] = (
                 keras.metrics.SparseTopKCategoricalAccuracy(5, name="top5_accuracy"))
         self.built = True
-
-    def _make_step(self, method, batch_size, num_examples, epochs, image_shape,
-                   num_classes) -> steps_lib.MethodStep:
-        if isinstance(method, methods_lib.DLB):
-            replicas = self.distribute_strategy.num_replicas_in_sync
-            if batch_size is None or int(batch_size) <= 0:
-                raise ValueError(f"DLB needs batch_size > 0 (its stored previous batch "
-                                 f"has that size), got batch_size={batch_size!r}")
-            if batch_size % replicas:
-                raise ValueError(f"DLB batch_size={batch_size} does not divide over "
-                                 f"{replicas} replicas; use a multiple of {replicas}")
-            if image_shape is None:
-                image_shape = self.student.input_shape[1:]
-            image_shape = tuple(image_shape)
-            if any(d is None for d in image_shape):
-                raise ValueError(f"DLB needs a fully known image_shape, got {image_shape}; "
-                                 f"pass image_shape=(H, W, C)")
-            return steps_lib.DLBStep(method, batch_size // replicas, image_shape,
-                                     num_classes)
-        if isinstance(method, methods_lib.PSKD):
-            if num_examples is None or int(num_examples) <= 0:
-                raise ValueError(f"PS-KD needs num_examples > 0 (rows of its prediction "
-                                 f"table, example ids 0..num_examples-1), got "
-                                 f"num_examples={num_examples!r}")
-            if epochs is None or int(epochs) <= 0:
-                raise ValueError(f"PS-KD needs epochs > 0 (its a_t schedule), got "
-                                 f"epochs={epochs!r}")
-            return steps_lib.PSKDStep(method, num_examples, num_classes, epochs)
-        if isinstance(method, methods_lib.CSKD):
-            return steps_lib.CSKDStep(method)
-        if isinstance(method, methods_lib.NoDistillation):
-            return steps_lib.MethodStep(method)
-        raise ValueError(f"Unsupported method {method!r}; valid: {sorted(methods_lib.METHODS)}")
 
     @property
     def epoch(self) -> keras.Variable:
@@ -161,34 +139,31 @@ class SelfDistillationModel(keras.Model):
         with a batch size the method and the replicas can use, and that PS-KD's
         `epochs` covers the run.
         """
+        examples_per_epoch = None
         if isinstance(x, tf.data.Dataset):
-            self.check_dataset(x)
+            examples_per_epoch = self.check_dataset(x)
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
         elif isinstance(self.method_step, steps_lib.DLBStep):
             raise ValueError(f"DLB needs a tf.data.Dataset of fixed-size batches "
                              f"(epsd_tf.data.for_method), got {type(x).__name__}")
-        if isinstance(self.method_step, steps_lib.PSKDStep):
-            if epochs > self.method_step.epochs:
-                raise ValueError(f"fit(epochs={epochs}) runs past the PS-KD schedule of "
-                                 f"epochs={self.method_step.epochs} (a_t would exceed "
-                                 f"alpha); build the model with epochs={epochs}")
-            if epochs < self.method_step.epochs:
-                logging.warning("fit(epochs=%d) stops before the PS-KD schedule's %d "
-                                "epochs; a_t will not reach alpha", epochs,
-                                self.method_step.epochs)
+        self.method_step.check_fit(x, epochs, examples_per_epoch)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, EpochCounter) for c in callbacks):
             callbacks.append(EpochCounter())
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                            callbacks=callbacks, **kwargs)
 
-    def check_dataset(self, dataset: tf.data.Dataset) -> None:
-        """Raises `ValueError` unless `dataset` yields batches this method can train on."""
+    def check_dataset(self, dataset: tf.data.Dataset) -> int | None:
+        """Raises `ValueError` unless `dataset` yields batches this method can train on.
+
+        Returns the examples per epoch when the batch size and the cardinality
+        are known (else None).
+        """
         spec = dataset.element_spec
         if not isinstance(spec, tuple) or len(spec) != 2:
             raise ValueError(f"Training batches must be (features, labels) pairs; got "
                              f"element_spec {spec}")
-        features = self.method_step.features(spec[0])
+        features = batch_kinds.features(self.method, spec[0])
         batch = features["image"].shape[0]
         replicas = self.distribute_strategy.num_replicas_in_sync
         if batch is not None and batch % replicas:
@@ -200,6 +175,8 @@ class SelfDistillationModel(keras.Model):
                 raise ValueError(f"DLB was built with batch_size={expected} but the dataset "
                                  f"yields batches of {batch} (None = not fixed: batch with "
                                  f"drop_remainder=True)")
+        batches = int(dataset.cardinality())
+        return batch * batches if batch is not None and batches >= 0 else None
 
     # ------------------------------------------------------------------ steps
 
@@ -208,12 +185,17 @@ class SelfDistillationModel(keras.Model):
         if sample_weight is not None:
             raise ValueError("SelfDistillationModel does not support sample weights")
         step = self.method_step
-        features = step.features(x)
+        features = batch_kinds.features(self.method, x)
+        step.check_batch(features)
         labels = ops.cast(ops.reshape(y, (-1,)), "int32")
-        teacher = step.teacher(self.student, features, training=True)
+        carry = step.read_carry(features)
+
+        def forward(images):
+            return self.student(images, training=True)
+
         with tf.GradientTape() as tape:
-            logits, ce, sd = step.compute_losses(self.student, features, labels, teacher,
-                                                 training=True)
+            ce, sd, logits, new_carry = self.method.objective(forward, features, labels,
+                                                              carry)
             ce_loss, sd_loss = ops.mean(ce), ops.mean(sd)
             loss = ce_loss + sd_loss
             if self.student.losses:  # e.g. kernel regularisers
@@ -224,7 +206,7 @@ class SelfDistillationModel(keras.Model):
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply_gradients(zip(gradients, variables))
-        step.update_state(features, labels, logits)
+        step.write_carry(features, new_carry)
 
         count = ops.shape(labels)[0]
         values = {"loss": loss, "ce_loss": ce_loss, "sd_loss": sd_loss}

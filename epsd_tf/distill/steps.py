@@ -1,15 +1,21 @@
-"""Per-method training steps of `SelfDistillationModel` (METHOD.md §4).
+"""Where `SelfDistillationModel` keeps each method's carry between steps (METHOD.md §4).
 
-A step object knows how one SD method forms its teacher signal during
-training, which loss pieces it returns, and which state it carries between
-steps. State lives in non-trainable Keras variables of the step (a Keras
-layer tracked by the model), so `save_weights`, checkpoints and
-`BackupAndRestore` capture it. The loss math itself is in `methods.py` and
-`losses.py`; the `tf.distribute` details are in `distribution.py`.
+The loss of every method is its `objective` (`methods.py`), the same function
+the EPSD scorer differentiates. A step object here only says where the
+objective's `carry` comes from during training and where the new one goes:
 
-Each step works on one replica's batch of `b` examples and returns the
-per-example pieces `ce [b]` and `sd [b]` (the caller averages and scales for
-distribution) plus the student's logits on the current batch (for metrics).
+* `MethodStep` (none, CS-KD, DLB): the carry itself lives in non-trainable
+  Keras variables shaped by `method.carry_spec` (nothing for none and CS-KD;
+  DLB's previous batch, per replica).
+* `PSKDStep`: a per-example table of last epoch's predictions; the carry of a
+  batch is its rows plus the epoch's weight `a_t`, and the new predictions are
+  scattered back into the table.
+
+State lives in variables of a Keras layer tracked by the model, so
+`save_weights`, checkpoints and `BackupAndRestore` capture it. Each step checks
+its own construction arguments (`create`) and the batches it can train on.
+`make_step` is the one method -> step dispatch. The `tf.distribute` details are
+in `distribution.py`.
 """
 
 from __future__ import annotations
@@ -21,16 +27,7 @@ from absl import logging
 from keras import ops
 
 from epsd_tf.distill import distribution
-from epsd_tf.distill import losses
 from epsd_tf.distill import methods as methods_lib
-
-# Feature keys each batch kind needs (see methods.BATCH_KINDS, epsd_tf.data.for_method).
-FEATURE_KEYS = {
-    "plain": ("image",),
-    "two_views": ("image", "image_view1"),
-    "class_pairs": ("image", "pair_image"),
-    "example_ids": ("image", "example_id"),
-}
 
 
 def _state_variable(shape, dtype, name, kind):
@@ -39,144 +36,97 @@ def _state_variable(shape, dtype, name, kind):
 
 
 class MethodStep(keras.layers.Layer):
-    """Base: the "none" method (plain cross-entropy on `image`).
+    """Carry held verbatim in variables (`method.carry_spec`), one copy per replica.
 
-    Every step holds an `epoch` counter (int32 scalar), set at the start of each
-    epoch by `EpochCounter` (attached by `SelfDistillationModel.fit`).
+    Every step also holds an `epoch` counter (int32 scalar), set at the start of
+    each epoch by `EpochCounter` (attached by `SelfDistillationModel.fit`).
+
+    Args:
+        method: a `methods.SelfDistillationMethod`.
+        carry_spec: `{key: (shape, dtype)}` of the variables (from
+            `method.carry_spec`); None or {} for none.
     """
 
-    def __init__(self, method: methods_lib.SelfDistillationMethod, **kwargs):
+    def __init__(self, method: methods_lib.SelfDistillationMethod,
+                 carry_spec: dict | None = None, **kwargs):
         super().__init__(name=f"{method.name}_state", **kwargs)
         self.method = method
         self.epoch = _state_variable((), "int32", "epoch", distribution.GLOBAL)
+        self.carry_variables = {
+            key: _state_variable(shape, dtype, key, distribution.REPLICA_LOCAL)
+            for key, (shape, dtype) in (carry_spec or {}).items()}
         self.built = True
 
-    @property
-    def feature_keys(self) -> tuple[str, ...]:
-        return FEATURE_KEYS[self.method.batch_kind]
+    @classmethod
+    def create(cls, method, *, num_classes: int, **unused) -> "MethodStep":
+        """Builds the step from `SelfDistillationModel`'s arguments (checked here)."""
+        return cls(method, method.carry_spec(None, (), num_classes))
 
-    def features(self, x) -> dict:
-        """Returns `x` as a dict of features, or raises naming what is missing."""
-        if not isinstance(x, dict):
-            if self.method.batch_kind == "plain":
-                return {"image": x}
-            raise ValueError(
-                f"Method {self.method.name!r} needs batches of "
-                f"({{{', '.join(repr(k) for k in self.feature_keys)}}}, labels), got "
-                f"features of type {type(x).__name__}; build them with "
-                f"epsd_tf.data.for_method(splits, method)")
-        missing = [k for k in self.feature_keys if k not in x]
-        if missing:
-            raise ValueError(
-                f"Method {self.method.name!r} needs feature keys {list(self.feature_keys)}; "
-                f"the batch has {sorted(x)} (missing {missing}); build batches with "
-                f"epsd_tf.data.for_method(splits, method)")
-        return x
+    def check_batch(self, features) -> None:
+        """Raises ValueError if a batch (or its spec) cannot be trained on."""
 
-    def teacher(self, student, features, training: bool):
-        """Teacher signal computed outside the gradient tape (None here)."""
-        return None
+    def check_fit(self, x, epochs: int, examples_per_epoch: int | None) -> None:
+        """Raises ValueError before `fit` if `x`/`epochs` do not suit the method."""
 
-    def compute_losses(self, student, features, labels, teacher, training: bool):
-        """Returns `(logits [b, C], ce [b], sd [b])` for the current batch."""
-        logits = student(features["image"], training=training)
-        ce = losses.cross_entropy(labels, logits)
-        return logits, ce, ops.zeros_like(ce)
+    def read_carry(self, features) -> dict:
+        """The carry of this step's objective."""
+        return {key: ops.convert_to_tensor(variable)
+                for key, variable in self.carry_variables.items()}
 
-    def update_state(self, features, labels, logits) -> None:
-        """Writes the state the next step reads (nothing here)."""
+    def write_carry(self, features, new_carry: dict) -> None:
+        """Stores the objective's new carry for the next step."""
+        for key, variable in self.carry_variables.items():
+            variable.assign(ops.cast(new_carry[key], variable.dtype))
 
 
 class DLBStep(MethodStep):
-    """DLB (Shen et al., CVPR 2022): distil from the last mini-batch.
+    """DLB's previous batch (view 1, labels, view-0 logits, flag), per replica.
 
-    Step t forwards `concat(view 0 of x_t, view 1 of x_{t-1})` (2b images, one
-    pass) and uses the logits stored at step t-1 for view 0 of x_{t-1} as the
-    teacher of view 1 of x_{t-1}. Then it stores view 1 of x_t, y_t and the
-    (detached) view-0 logits of x_t. On the very first step there is no stored
-    batch: the second half is view 1 of x_t (so BatchNorm sees real images) and
-    its CE and KL terms get weight 0, i.e. the loss is CE(view 0 of x_0) only.
-    State carries across epochs. Per replica (`distribution.REPLICA_LOCAL`).
-
-    Args:
-        method: a `methods.DLB`.
-        batch_size: per-replica batch size b (fixed: the stored batch has it).
-        image_shape: `(H, W, C)` of one image.
-        num_classes: logits width.
+    The carry has a fixed per-replica batch size, so every batch must have it
+    (`drop_remainder=True`); it carries across epochs (`distribution.REPLICA_LOCAL`:
+    each replica keeps its own previous shard).
     """
 
-    def __init__(self, method, batch_size: int, image_shape: Sequence[int],
-                 num_classes: int, **kwargs):
-        super().__init__(method, **kwargs)
-        self.batch_size = int(batch_size)
-        local = distribution.REPLICA_LOCAL
-        self.previous_images = _state_variable(
-            (self.batch_size, *image_shape), "float32", "previous_images", local)
-        self.previous_labels = _state_variable((self.batch_size,), "int32",
-                                               "previous_labels", local)
-        self.previous_logits = _state_variable((self.batch_size, num_classes), "float32",
-                                               "previous_logits", local)
-        self.has_previous = _state_variable((), "float32", "has_previous", local)
+    @classmethod
+    def create(cls, method, *, num_classes: int, batch_size=None, image_shape=None,
+               replicas: int = 1, **unused) -> "DLBStep":
+        if batch_size is None or int(batch_size) <= 0:
+            raise ValueError(f"DLB needs batch_size > 0 (its stored previous batch "
+                             f"has that size), got batch_size={batch_size!r}")
+        if batch_size % replicas:
+            raise ValueError(f"DLB batch_size={batch_size} does not divide over "
+                             f"{replicas} replicas; use a multiple of {replicas}")
+        image_shape = None if image_shape is None else tuple(image_shape)
+        if image_shape is None or any(d is None for d in image_shape):
+            raise ValueError(f"DLB needs a fully known image_shape, got {image_shape}; "
+                             f"pass image_shape=(H, W, C)")
+        return cls(method, method.carry_spec(int(batch_size) // replicas, image_shape,
+                                             num_classes))
 
-    def _check_batch(self, images) -> None:
-        if images.shape[0] != self.batch_size:
-            raise ValueError(
-                f"DLB was built for per-replica batches of {self.batch_size} examples "
-                f"but got a batch of shape {tuple(images.shape)}; batch with "
-                f"drop_remainder=True and the batch_size given to SelfDistillationModel")
+    @property
+    def batch_size(self) -> int:
+        """Per-replica batch size of the stored previous batch."""
+        return int(self.carry_variables["labels"].shape[0])
 
-    def compute_losses(self, student, features, labels, teacher, training: bool):
-        view0, view1 = features["image"], features["image_view1"]     # [b, H, W, C]
-        self._check_batch(view0)
-        self._check_batch(view1)
-        has_previous = ops.convert_to_tensor(self.has_previous)       # 0. or 1.
-        previous = ops.where(has_previous > 0,
-                             ops.cast(self.previous_images, view1.dtype), view1)
-        logits = student(ops.concatenate([view0, previous], axis=0), training=training)
-        current, previous_logits = logits[:self.batch_size], logits[self.batch_size:]
-        ce = (losses.cross_entropy(labels, current)
-              + has_previous * losses.cross_entropy(self.previous_labels, previous_logits))
-        sd = has_previous * self.method.distillation_loss(self.previous_logits,
-                                                          previous_logits)
-        return current, ce, sd
-
-    def update_state(self, features, labels, logits) -> None:
-        self.previous_images.assign(ops.cast(features["image_view1"], "float32"))
-        self.previous_labels.assign(ops.cast(labels, "int32"))
-        self.previous_logits.assign(ops.cast(ops.stop_gradient(logits), "float32"))
-        self.has_previous.assign(1.0)
-
-
-class CSKDStep(MethodStep):
-    """CS-KD (Yun et al., CVPR 2020): the same-class partner's prediction teaches.
-
-    As in the official code the partner batch is forwarded separately, in
-    training mode, without gradient (outside the tape), and its logits are the
-    detached teacher of `image`'s logits.
-    """
-
-    def teacher(self, student, features, training: bool):
-        return ops.stop_gradient(student(features["pair_image"], training=training))
-
-    def compute_losses(self, student, features, labels, teacher, training: bool):
-        logits = student(features["image"], training=training)
-        ce = losses.cross_entropy(labels, logits)
-        return logits, ce, self.method.distillation_loss(teacher, logits)
+    def check_batch(self, features) -> None:
+        for key in ("image", "image_view1"):
+            shape = tuple(features[key].shape)
+            if shape[0] != self.batch_size:
+                raise ValueError(
+                    f"DLB was built for per-replica batches of {self.batch_size} examples "
+                    f"but got {key!r} of shape {shape}; batch with drop_remainder=True "
+                    f"and the batch_size given to SelfDistillationModel")
 
 
 class PSKDStep(MethodStep):
-    """PS-KD (Kim et al., ICCV 2021): last epoch's own predictions as soft targets.
+    """PS-KD's table of each example's softmax from the previous epoch.
 
-    A `[num_examples, num_classes]` float16 table holds each example's softmax
-    from the previous epoch; the target is `(1 - a_t)·onehot(y) + a_t·p_prev`
-    with `a_t = alpha·(epoch + 1)/epochs`, except at epoch 0, which has no
-    previous prediction and uses the one-hot target (a = 0), as in the paper's
-    code. The current epoch's predictions overwrite the rows of this batch after
-    the loss is formed, so epoch e+1 reads epoch e's predictions. The table is
+    A `[num_examples, num_classes]` float16 table; the carry of a batch is its
+    rows (`example_id`) and `a_t = alpha·(epoch + 1)/epochs`, except at epoch 0,
+    which has no previous prediction and uses the one-hot target (a = 0), as in
+    the paper's code. After the update the batch's current predictions
+    overwrite its rows, so epoch e+1 reads epoch e's predictions. The table is
     mirrored across replicas (`distribution.GLOBAL`).
-
-    Reported pieces: `ce = (1 - a)·CE(y)`, `sd = a·CE(p_prev)`; their sum is
-    `method.loss(soft_targets)` (soft CE is linear in the target).
 
     Args:
         method: a `methods.PSKD`.
@@ -196,22 +146,70 @@ class PSKDStep(MethodStep):
         self.predictions = _state_variable((self.num_examples, num_classes), "float16",
                                            "predictions", distribution.GLOBAL)
 
+    @classmethod
+    def create(cls, method, *, num_classes: int, num_examples=None, epochs=None,
+               **unused) -> "PSKDStep":
+        if num_examples is None or int(num_examples) <= 0:
+            raise ValueError(f"PS-KD needs num_examples > 0 (rows of its prediction "
+                             f"table, example ids 0..num_examples-1), got "
+                             f"num_examples={num_examples!r}")
+        if epochs is None or int(epochs) <= 0:
+            raise ValueError(f"PS-KD needs epochs > 0 (its a_t schedule), got "
+                             f"epochs={epochs!r}")
+        return cls(method, num_examples, num_classes, epochs)
+
+    def check_fit(self, x, epochs: int, examples_per_epoch: int | None) -> None:
+        if epochs > self.epochs:
+            raise ValueError(f"fit(epochs={epochs}) runs past the PS-KD schedule of "
+                             f"epochs={self.epochs} (a_t would exceed alpha); build the "
+                             f"model with epochs={epochs}")
+        if epochs < self.epochs:
+            logging.warning("fit(epochs=%d) stops before the PS-KD schedule's %d "
+                            "epochs; a_t will not reach alpha", epochs, self.epochs)
+        if examples_per_epoch is not None and examples_per_epoch > self.num_examples:
+            raise ValueError(
+                f"The dataset yields {examples_per_epoch} examples per epoch but the PS-KD "
+                f"table has num_examples={self.num_examples} rows (example ids must be "
+                f"0 .. num_examples-1); build the model with num_examples = the "
+                f"training-set size (splits.info.num_train)")
+
     def target_weight(self):
         """`a_t` of the current epoch (0 at epoch 0)."""
         epoch = ops.convert_to_tensor(self.epoch)
         return ops.where(epoch > 0, self.method.target_weight(epoch, self.epochs), 0.0)
 
-    def compute_losses(self, student, features, labels, teacher, training: bool):
-        logits = student(features["image"], training=training)
-        previous = ops.cast(distribution.gather_rows(self.predictions,
-                                                     features["example_id"]), "float32")
-        weight = self.target_weight()
-        total = self.method.loss(self.method.soft_targets(labels, previous, weight), logits)
-        ce = (1.0 - weight) * losses.cross_entropy(labels, logits)
-        return logits, ce, total - ce
+    def read_carry(self, features) -> dict:
+        rows = distribution.gather_rows(self.predictions, features["example_id"])
+        return {"probabilities": ops.cast(rows, "float32"),
+                "weight": ops.cast(self.target_weight(), "float32")}
 
-    def update_state(self, features, labels, logits) -> None:
-        probabilities = ops.softmax(ops.cast(ops.stop_gradient(logits), "float32"), axis=-1)
+    def write_carry(self, features, new_carry: dict) -> None:
         ids = distribution.all_gather(ops.reshape(features["example_id"], (-1,)))
-        rows = distribution.all_gather(ops.cast(probabilities, "float16"))
+        rows = distribution.all_gather(ops.cast(new_carry["probabilities"], "float16"))
         distribution.scatter_rows(self.predictions, ids, rows)
+
+
+# The one method -> training-step dispatch (by method name).
+STEPS = {"none": MethodStep, "cskd": MethodStep, "dlb": DLBStep, "pskd": PSKDStep}
+
+
+def make_step(method: methods_lib.SelfDistillationMethod, *, num_classes: int,
+              batch_size: int | None = None, num_examples: int | None = None,
+              epochs: int | None = None, image_shape: Sequence[int] | None = None,
+              replicas: int = 1) -> MethodStep:
+    """The training-state layer of `method`; each step checks what it needs.
+
+    Args:
+        method: a method object (names are resolved by the caller, once).
+        num_classes: logits width.
+        batch_size: global batch size (DLB).
+        num_examples: PS-KD table rows.
+        epochs: PS-KD schedule length.
+        image_shape: `(H, W, C)` (DLB).
+        replicas: replicas in sync (DLB keeps `batch_size / replicas` per replica).
+    """
+    if method.name not in STEPS:
+        raise ValueError(f"Unsupported method {method!r}; valid: {sorted(STEPS)}")
+    return STEPS[method.name].create(
+        method, num_classes=num_classes, batch_size=batch_size, num_examples=num_examples,
+        epochs=epochs, image_shape=image_shape, replicas=replicas)

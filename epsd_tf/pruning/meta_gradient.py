@@ -9,10 +9,12 @@ AAAI 2024), METHOD.md §2:
     s       = |Δ| / Σ |Δ|
 
 ProsPr uses L = cross-entropy; EPSD uses the loss of the self-distillation
-method that will train the sparse network, with the teachers of METHOD.md §2:
-DLB the previous inner step's logits on the previous batch, CS-KD the current
-network on a same-class partner, PS-KD the previous inner step's prediction on
-the same batch. `first_order=True` stops the gradient through the inner
+method that will train the sparse network: its `objective` (the same function
+`SelfDistillationModel.train_step` minimises), with the method's `carry`
+threaded through the inner steps from the zero `initial_carry`. That gives the
+teachers of METHOD.md §2: DLB the previous inner step's logits on the previous
+batch, CS-KD the current network on a same-class partner, PS-KD the previous
+inner step's prediction on the same batch (one batch reused). `first_order=True` stops the gradient through the inner
 gradients (∂θ_i/∂θ_0 = I). Inner steps update every trainable variable; all of
 it, and BatchNorm statistics, is thrown away.
 """
@@ -21,84 +23,78 @@ from __future__ import annotations
 
 from keras import ops
 
-from epsd_tf.distill import losses, methods
+from epsd_tf.distill import batch_kinds, methods
 from epsd_tf.pruning import autodiff
-from epsd_tf.pruning.model_state import ModelState, image_of
-
-# Dict keys each SD batch kind must carry (see epsd_tf/distill/methods.py).
-BATCH_KEYS = {"plain": (), "two_views": ("image", "image_view1"),
-              "class_pairs": ("image", "pair_image"), "example_ids": ("image",)}
+from epsd_tf.pruning.model_state import ModelState
 
 
 def batches_needed(method: methods.SelfDistillationMethod, inner_steps: int) -> int:
     """PS-KD reuses one batch for every inner step; the others take a fresh one."""
-    return 1 if isinstance(method, methods.PSKD) else inner_steps + 1
+    return 1 if method.scoring_reuses_batch else inner_steps + 1
 
 
 def check_batch_kind(method: methods.SelfDistillationMethod, x) -> None:
     """Raises ValueError if a batch input lacks what `method` needs."""
-    keys = BATCH_KEYS[method.batch_kind]
-    if keys and not (hasattr(x, "keys") and all(k in x for k in keys)):
-        got = sorted(x.keys()) if hasattr(x, "keys") else type(x).__name__
-        raise ValueError(
-            f"Method {method.name!r} (batch kind {method.batch_kind!r}) needs batch "
-            f"inputs as a dict with keys {list(keys)}; got {got}.")
+    batch_kinds.features(method, x)
 
 
-def _mean(values):
-    return ops.mean(values)
+def initial_carry(state: ModelState, method: methods.SelfDistillationMethod, batch) -> dict:
+    """The method's zero carry for scoring batches shaped like `batch`."""
+    image = batch_kinds.features(method, batch[0])["image"]
+    return method.initial_carry(int(image.shape[0]), tuple(image.shape[1:]),
+                                int(state.model.output_shape[-1]))
 
 
 def make_objective(state: ModelState, method: methods.SelfDistillationMethod):
-    """`objective(trainable, batch, teacher) -> (loss, next teacher)` for a method.
+    """`objective(trainable, batch, carry) -> (loss, new carry)`: the method's objective.
 
-    `teacher` is None at the first inner step; the returned teacher is detached.
+    The network is `state.logits` (stateless, BatchNorm in training mode) at the
+    parameters `trainable`; the loss is `mean(ce) + mean(sd)` of
+    `method.objective`, exactly what `SelfDistillationModel.train_step`
+    minimises for the same carry.
     """
-    def forward(trainable, images):
-        return state.logits(trainable, images, training=True)
+    def objective(trainable, batch, carry):
+        x, y = batch
 
-    if isinstance(method, methods.DLB):
-        def objective(trainable, batch, teacher):
-            (x, y) = batch
-            if teacher is None:  # Step 0: nothing to distil from yet, CE only.
-                logits = forward(trainable, x["image"])
-                loss = _mean(losses.cross_entropy(y, logits))
-            else:
-                # One forward on [view 0 of x_t ; view 1 of x_{t-1}] as in DLB's code.
-                previous_logits, previous_view1, previous_y = teacher
-                size = ops.shape(x["image"])[0]
-                both = forward(trainable, ops.concatenate([x["image"], previous_view1], 0))
-                logits, student = both[:size], both[size:]
-                loss = (_mean(losses.cross_entropy(y, logits))
-                        + _mean(losses.cross_entropy(previous_y, student))
-                        + _mean(method.distillation_loss(previous_logits, student)))
-            return loss, (ops.stop_gradient(logits), x["image_view1"], y)
-    elif isinstance(method, methods.CSKD):
-        def objective(trainable, batch, teacher):
-            (x, y) = batch
-            logits = forward(trainable, x["image"])
-            partner = ops.stop_gradient(forward(trainable, x["pair_image"]))
-            loss = _mean(losses.cross_entropy(y, logits)
-                         + method.distillation_loss(partner, logits))
-            return loss, None
-    elif isinstance(method, methods.PSKD):
-        def objective(trainable, batch, teacher):
-            (x, y) = batch
-            logits = forward(trainable, image_of(x))
-            if teacher is None:  # Step 0: one-hot targets, i.e. plain CE.
-                loss = _mean(losses.cross_entropy(y, logits))
-            else:
-                targets = method.soft_targets(y, teacher, method.alpha)
-                loss = _mean(method.loss(targets, logits))
-            return loss, ops.stop_gradient(ops.softmax(logits, axis=-1))
-    elif isinstance(method, methods.NoDistillation):
-        def objective(trainable, batch, teacher):
-            (x, y) = batch
-            return _mean(losses.cross_entropy(y, forward(trainable, image_of(x)))), None
-    else:
-        raise ValueError(f"No EPSD objective for method {method!r}; valid: "
-                         f"{sorted(methods.METHODS)}")
+        def forward(images):
+            return state.logits(trainable, images, training=True)
+
+        ce, sd, _, new_carry = method.objective(
+            forward, batch_kinds.features(method, x), y, carry)
+        return ops.mean(ce) + ops.mean(sd), new_carry
     return objective
+
+
+def _scoring_batches(method, batches: list, inner_steps: int) -> list:
+    return [batches[0]] * (inner_steps + 1) if method.scoring_reuses_batch else batches
+
+
+def _unroll(step_grad, trainable, batches, carry, inner_steps: int, inner_lr: float):
+    """θ_0 -> (θ_i, carry for the last loss, [L_0 .. L_{i-1}]) by SGD steps."""
+    values = []
+    for k in range(inner_steps):  # static and small: unrolled in the graph
+        (value, carry), grads = step_grad(trainable, batches[k], carry)
+        values.append(value)
+        trainable = [p - inner_lr * g for p, g in zip(trainable, grads)]
+    return trainable, carry, values
+
+
+def inner_losses(state: ModelState, batches: list, method: methods.SelfDistillationMethod,
+                 inner_steps: int, inner_lr: float, mask_list: list | None = None) -> list:
+    """`[L(θ_0; batch_0), ..., L(θ_i; batch_i)]`: the objective along the unroll.
+
+    The values the meta-gradient differentiates (the last is the meta-loss),
+    for checks against training (tests/distill/test_objective_parity.py).
+    """
+    batches = _scoring_batches(method, batches, inner_steps)
+    objective = make_objective(state, method)
+    step_grad = autodiff.value_and_grad(objective, has_aux=True)
+    trainable = (state.trainable_init if mask_list is None
+                 else state.initial_trainable(mask_list))
+    trainable, carry, values = _unroll(step_grad, trainable, batches,
+                                       initial_carry(state, method, batches[0]),
+                                       inner_steps, inner_lr)
+    return values + [objective(trainable, batches[inner_steps], carry)[0]]
 
 
 def build_meta_gradient(state: ModelState, batches: list,
@@ -112,7 +108,8 @@ def build_meta_gradient(state: ModelState, batches: list,
     Args:
         state: the model's parameters (θ_init and the other variables).
         batches: `batches_needed(method, inner_steps)` `(x, y)` batches.
-        method: the SD method whose loss is differentiated (NoDistillation = ProsPr).
+        method: the SD method whose objective is differentiated
+            (NoDistillation = ProsPr).
         inner_steps: number of unrolled SGD steps `i` (>= 0).
         inner_lr: inner SGD learning rate.
         first_order: drop the second-order terms.
@@ -120,28 +117,22 @@ def build_meta_gradient(state: ModelState, batches: list,
     """
     objective = make_objective(state, method)
     step_grad = autodiff.value_and_grad(objective, has_aux=True)
-    if isinstance(method, methods.PSKD):
-        batches = [batches[0]] * (inner_steps + 1)
-
-    def unroll(trainable, batches):
-        """θ_0 -> (θ_i, teacher for the last loss) by `inner_steps` SGD steps."""
-        teacher = None
-        for k in range(inner_steps):  # static and small: unrolled in the graph
-            (_, teacher), grads = step_grad(trainable, batches[k], teacher)
-            trainable = [p - inner_lr * g for p, g in zip(trainable, grads)]
-        return trainable, teacher
+    batches = _scoring_batches(method, batches, inner_steps)
+    carry0 = initial_carry(state, method, batches[0])
 
     def full_meta_gradient(trainable, batches):
         def meta_loss(trainable, batches):
-            trainable, teacher = unroll(trainable, batches)
-            return objective(trainable, batches[inner_steps], teacher)[0]
+            trainable, carry, _ = _unroll(step_grad, trainable, batches, carry0,
+                                          inner_steps, inner_lr)
+            return objective(trainable, batches[inner_steps], carry)[0]
         return autodiff.value_and_grad(meta_loss)(trainable, batches)[1]
 
     def first_order_meta_gradient(trainable, batches):
         # With the inner gradients stopped, ∂θ_i/∂θ_0 = I, so the meta-gradient is
         # the plain gradient at θ_i: no outer tape over the inner steps needed.
-        trainable, teacher = unroll(trainable, batches)
-        _, grads = step_grad(trainable, batches[inner_steps], teacher)
+        trainable, carry, _ = _unroll(step_grad, trainable, batches, carry0,
+                                      inner_steps, inner_lr)
+        _, grads = step_grad(trainable, batches[inner_steps], carry)
         return grads
 
     meta = first_order_meta_gradient if first_order else full_meta_gradient

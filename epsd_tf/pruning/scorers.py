@@ -51,7 +51,8 @@ def _snip(state, batches, *, num_batches: int = 1, method=None):
     objective = meta_gradient.make_objective(state, method)
 
     def loss(prunable, batch, trainable):
-        return objective(state.with_prunable(prunable, trainable), batch, None)[0]
+        carry = meta_gradient.initial_carry(state, method, batch)  # the first step's
+        return objective(state.with_prunable(prunable, trainable), batch, carry)[0]
 
     def compute(mask_list, batches):
         trainable = state.initial_trainable(mask_list)
@@ -256,5 +257,5 @@ def batches_needed(scorer: str, settings: Mapping) -> int:
         return 0
     if scorer in ("snip", "grasp"):
         return int(settings.get("num_batches", 1))
-    method = methods.get(settings.get("method")) if scorer == "epsd" else None
-    return meta_gradient.batches_needed(methods.get(method), int(settings.get("inner_steps", 3)))
+    method = methods.get(settings.get("method") if scorer == "epsd" else None)
+    return meta_gradient.batches_needed(method, int(settings.get("inner_steps", 3)))

@@ -38,7 +38,7 @@ def main() -> None:
         step = model.method_step
         if kind == "dlb":
             # Each replica keeps its own shard of the last global batch's view 1.
-            copies = [v.numpy() for v in step.previous_images.value.values]
+            copies = [v.numpy() for v in step.carry_variables["images"].value.values]
             entry["dlb_replica_shards_match"] = bool(
                 np.array_equal(copies[0], views[n - b:n - b // 2])
                 and np.array_equal(copies[1], views[n - b // 2:]))

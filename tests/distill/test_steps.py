@@ -1,4 +1,4 @@
-"""Each method's teacher and state inside SelfDistillationModel (METHOD.md §4)."""
+"""Each method's teacher and carried state inside SelfDistillationModel (METHOD.md §4)."""
 
 import keras
 import numpy as np
@@ -43,39 +43,41 @@ def test_dlb_teacher_is_previous_steps_stored_logits_of_previous_batch():
                 logs["sd_loss"],
                 0.7 * np.mean(losses.distillation_kl(prev_logits, student_prev, 3.0)),
                 rtol=1e-4)
+            # Official DLB: one CE mean over the 2b logits = ½ (current + previous).
             np.testing.assert_allclose(
                 logs["ce_loss"],
-                np.mean(losses.cross_entropy(y, logits_before))
-                + np.mean(losses.cross_entropy(prev_y, student_prev)), rtol=1e-5)
+                0.5 * (np.mean(losses.cross_entropy(y, logits_before))
+                       + np.mean(losses.cross_entropy(prev_y, student_prev))), rtol=1e-5)
         # State after step t: x_t's view 1, labels and the (pre-update) view-0 logits.
-        np.testing.assert_array_equal(state.previous_images.numpy(), view1)
-        np.testing.assert_array_equal(state.previous_labels.numpy(), y)
-        np.testing.assert_allclose(state.previous_logits.numpy(), logits_before, rtol=1e-5)
-        assert float(state.has_previous.numpy()) == 1.0
+        carry = {k: v.numpy() for k, v in state.carry_variables.items()}
+        np.testing.assert_array_equal(carry["images"], view1)
+        np.testing.assert_array_equal(carry["labels"], y)
+        np.testing.assert_allclose(carry["logits"], logits_before, rtol=1e-5)
+        assert float(carry["has_previous"]) == 1.0
         # Student on view 1 of x_t with the weights step t+1 will use.
         previous = (view1, y, logits_before, student(view1).numpy())
     # The stored logits came from an older network than the current one.
-    assert not np.allclose(student(view0).numpy(), state.previous_logits.numpy())
+    assert not np.allclose(student(view0).numpy(), state.carry_variables["logits"].numpy())
 
 
 def test_cskd_teacher_is_the_partners_detached_prediction():
     student = helpers.dense_student()
     method = methods.CSKD(temperature=4.0, distillation_weight=1.0)
-    step = steps.CSKDStep(method)
     images, pairs, labels = helpers.arrays(4)
-    x = tf.constant(images)
     pair = tf.Variable(pairs)
-    feats = {"image": x, "pair_image": pair}
+    feats = {"image": tf.constant(images), "pair_image": pair}
     with tf.GradientTape() as tape:
-        teacher = step.teacher(student, feats, training=True)
-        logits, ce, sd = step.compute_losses(student, feats, labels, teacher, training=True)
+        ce, sd, logits, carry = method.objective(
+            lambda x: student(x, training=True), feats, labels, {})
         loss = tf.reduce_mean(ce + sd)
     pair_grad, *weight_grads = tape.gradient(loss, [pair] + student.trainable_variables)
     assert pair_grad is None
     assert all(g is not None for g in weight_grads)
+    assert carry == {}
     np.testing.assert_allclose(
         sd, losses.distillation_kl(student(pairs), student(images), 4.0), rtol=1e-5)
     np.testing.assert_allclose(ce, losses.cross_entropy(labels, student(images)), rtol=1e-5)
+    np.testing.assert_allclose(logits, student(images), rtol=1e-5)
 
 
 def test_cskd_train_step_reports_kl_to_partner():
@@ -136,15 +138,26 @@ def test_pskd_loss_reads_the_table_with_the_epoch_weight():
     images, _, labels = helpers.arrays(n)
     ids = np.array([2, 0, 3, 1])
     feats = {"image": images, "example_id": ids}
+    method = step.method
+
+    def forward(x):
+        return student(x, training=False)
+
     step.epoch.assign(0)
-    _, ce0, sd0 = step.compute_losses(student, feats, labels, None, training=False)
+    ce0, sd0, _, _ = method.objective(forward, feats, labels, step.read_carry(feats))
     np.testing.assert_allclose(sd0, 0.0, atol=1e-6)  # epoch 0: one-hot target
     step.epoch.assign(1)
-    logits, ce, sd = step.compute_losses(student, feats, labels, None, training=False)
+    carry = step.read_carry(feats)
+    np.testing.assert_array_equal(carry["probabilities"], table[ids].astype("float32"))
+    ce, sd, logits, new_carry = method.objective(forward, feats, labels, carry)
     weight = 0.8 * 2 / 4
     targets = (1 - weight) * np.eye(3)[labels] + weight * table[ids].astype("float32")
     np.testing.assert_allclose(ce + sd, losses.soft_cross_entropy(targets, logits), rtol=1e-4)
     np.testing.assert_allclose(ce, (1 - weight) * ce0, rtol=1e-5)
+    # The new carry is this batch's prediction; training writes it to the rows.
+    step.write_carry(feats, new_carry)
+    np.testing.assert_allclose(step.predictions.numpy()[ids].astype("float32"),
+                               keras.ops.softmax(logits).numpy(), atol=1e-3)
 
 
 def test_none_method_is_plain_cross_entropy():
