@@ -54,11 +54,23 @@ def all_gather(tensor):
 def gather_rows(variable: keras.Variable, ids):
     """`variable[ids]` read in place (no copy of the whole table).
 
+    Ids outside `0 .. rows-1` raise `InvalidArgumentError` naming the table size
+    (on GPU a plain gather would silently read zeros). `SelfDistillationModel.fit`
+    rejects most such datasets up front; this catches the rest.
+
     Args:
         variable: a `[rows, ...]` Keras variable.
         ids: integer row ids, shape `[batch]`.
     """
-    return tf.gather(variable.value, tf.cast(ids, tf.int32))
+    ids = tf.cast(ids, tf.int32)
+    rows = tf.shape(variable.value, out_type=tf.int32)[0]
+    message = (f"PS-KD example_id outside 0 .. num_examples-1 for the table "
+               f"{variable.path!r}; build SelfDistillationModel with num_examples = the "
+               f"training-set size")
+    with tf.control_dependencies([
+            tf.debugging.assert_non_negative(ids, message=message),
+            tf.debugging.assert_less(ids, rows, message=message)]):
+        return tf.gather(variable.value, ids)
 
 
 def scatter_rows(variable: keras.Variable, ids, rows) -> None:

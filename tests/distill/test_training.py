@@ -212,3 +212,20 @@ def test_bad_fit_inputs_raise_before_training():
     with pytest.raises(ValueError, match="runs past the PS-KD schedule"):
         pskd.fit(helpers.dataset("pskd"), epochs=3, verbose=0)
     assert pskd.optimizer.iterations.numpy() == 0  # nothing trained
+
+
+def test_pskd_example_ids_beyond_the_table_fail_before_training():
+    # 16 examples per epoch, a table of 8 rows: a clear ValueError, not a gather error.
+    model = _model("pskd", num_examples=8, epochs=1)
+    model.compile(optimizer="sgd")
+    with pytest.raises(ValueError, match=r"yields 16 examples per epoch but the PS-KD "
+                                         r"table has num_examples=8 rows"):
+        model.fit(helpers.dataset("pskd", num_examples=16, num_classes=12), epochs=1,
+                  verbose=0)
+    assert model.optimizer.iterations.numpy() == 0  # nothing trained
+    # Ids out of range that the up-front check cannot see (unknown cardinality) still
+    # fail at the first step with a message naming the fix.
+    unknown = helpers.dataset("pskd", num_examples=16, num_classes=12).filter(
+        lambda x, y: True)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="PS-KD example_id outside"):
+        model.fit(unknown, epochs=1, verbose=0)
