@@ -139,25 +139,24 @@ class SelfDistillationModel(keras.Model):
         with a batch size the method and the replicas can use, and that PS-KD's
         `epochs` covers the run.
         """
-        examples_per_epoch = None
+        batch = examples_per_epoch = None
         if isinstance(x, tf.data.Dataset):
-            examples_per_epoch = self.check_dataset(x)
+            batch, examples_per_epoch = self.check_dataset(x)
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
-        elif isinstance(self.method_step, steps_lib.DLBStep):
-            raise ValueError(f"DLB needs a tf.data.Dataset of fixed-size batches "
-                             f"(epsd_tf.data.for_method), got {type(x).__name__}")
-        self.method_step.check_fit(x, epochs, examples_per_epoch)
+        self.method_step.check_fit(
+            x, epochs, is_dataset=isinstance(x, tf.data.Dataset), batch=batch,
+            examples_per_epoch=examples_per_epoch,
+            replicas=self.distribute_strategy.num_replicas_in_sync)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, EpochCounter) for c in callbacks):
             callbacks.append(EpochCounter())
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                            callbacks=callbacks, **kwargs)
 
-    def check_dataset(self, dataset: tf.data.Dataset) -> int | None:
+    def check_dataset(self, dataset: tf.data.Dataset) -> tuple[int | None, int | None]:
         """Raises `ValueError` unless `dataset` yields batches this method can train on.
 
-        Returns the examples per epoch when the batch size and the cardinality
-        are known (else None).
+        Returns `(batch size, examples per epoch)`, each None when not static.
         """
         spec = dataset.element_spec
         if not isinstance(spec, tuple) or len(spec) != 2:
@@ -169,14 +168,8 @@ class SelfDistillationModel(keras.Model):
         if batch is not None and batch % replicas:
             raise ValueError(f"batch size {batch} does not divide over {replicas} replicas; "
                              f"use a multiple of {replicas}")
-        if isinstance(self.method_step, steps_lib.DLBStep):
-            expected = self.method_step.batch_size * replicas
-            if batch != expected:
-                raise ValueError(f"DLB was built with batch_size={expected} but the dataset "
-                                 f"yields batches of {batch} (None = not fixed: batch with "
-                                 f"drop_remainder=True)")
         batches = int(dataset.cardinality())
-        return batch * batches if batch is not None and batches >= 0 else None
+        return batch, (batch * batches if batch is not None and batches >= 0 else None)
 
     # ------------------------------------------------------------------ steps
 

@@ -65,8 +65,18 @@ class MethodStep(keras.layers.Layer):
     def check_batch(self, features) -> None:
         """Raises ValueError if a batch (or its spec) cannot be trained on."""
 
-    def check_fit(self, x, epochs: int, examples_per_epoch: int | None) -> None:
-        """Raises ValueError before `fit` if `x`/`epochs` do not suit the method."""
+    def check_fit(self, x, epochs: int, *, is_dataset: bool, batch: int | None,
+                  examples_per_epoch: int | None, replicas: int) -> None:
+        """Raises ValueError before `fit` if `x`/`epochs` do not suit the method.
+
+        Args:
+            x: what `fit` was given.
+            epochs: `fit`'s epochs.
+            is_dataset: whether `x` is a `tf.data.Dataset`.
+            batch: its static global batch size (None: not fixed, or no dataset).
+            examples_per_epoch: batch x cardinality when both are known, else None.
+            replicas: replicas in sync.
+        """
 
     def read_carry(self, features) -> dict:
         """The carry of this step's objective."""
@@ -107,6 +117,16 @@ class DLBStep(MethodStep):
     def batch_size(self) -> int:
         """Per-replica batch size of the stored previous batch."""
         return int(self.carry_variables["labels"].shape[0])
+
+    def check_fit(self, x, epochs, *, is_dataset, batch, examples_per_epoch, replicas):
+        if not is_dataset:
+            raise ValueError(f"DLB needs a tf.data.Dataset of fixed-size batches "
+                             f"(epsd_tf.data.for_method), got {type(x).__name__}")
+        expected = self.batch_size * replicas
+        if batch != expected:
+            raise ValueError(f"DLB was built with batch_size={expected} but the dataset "
+                             f"yields batches of {batch} (None = not fixed: batch with "
+                             f"drop_remainder=True)")
 
     def check_batch(self, features) -> None:
         for key in ("image", "image_view1"):
@@ -158,7 +178,7 @@ class PSKDStep(MethodStep):
                              f"epochs={epochs!r}")
         return cls(method, num_examples, num_classes, epochs)
 
-    def check_fit(self, x, epochs: int, examples_per_epoch: int | None) -> None:
+    def check_fit(self, x, epochs, *, is_dataset, batch, examples_per_epoch, replicas):
         if epochs > self.epochs:
             raise ValueError(f"fit(epochs={epochs}) runs past the PS-KD schedule of "
                              f"epochs={self.epochs} (a_t would exceed alpha); build the "

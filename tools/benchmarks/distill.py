@@ -5,8 +5,9 @@ method is timed side by side with stock `keras.Model.fit` (CE loss, same
 optimizer) pushing the same number of images through the network per step:
 
   none   B images   vs stock fit on batches of B
-  dlb    2B images (view 0 of x_t + view 1 of x_{t-1}, one pass, all with
-         gradient) vs stock fit on batches of 2B
+  dlb    2B images in two forward passes of B (view 0 of x_t, then view 1 of
+         x_{t-1}, each with its own BatchNorm statistics as in the official
+         code; both with gradient) vs stock fit on one batch of 2B
   cskd   2B images (B partner images forward-only + B with gradient) vs stock
          fit on batches of 2B (which also back-propagates the second B, so a
          ratio below 1 is expected)
