@@ -130,7 +130,7 @@ def test_accepts_a_tf_data_dataset_of_dict_batches(tiny):
     (dict(keep_dense=["conv9"]), "keep_dense names \\['conv9'\\] match no prunable layer"),
     (dict(scorer="epsd", method="dlb"), "needs 4 batch\\(es\\) but the dataset yielded only 2"),
     (dict(scorer="snip", num_batches=3), "needs 3 batch\\(es\\) but the dataset yielded only 2"),
-    (dict(scorer="epsd", method="cskd", inner_steps=1), "needs batch inputs as a dict"),
+    (dict(scorer="epsd", method="cskd", inner_steps=1), "Method 'cskd' needs batches of"),
     (dict(sanity="flip"), "Unknown sanity transform 'flip'"),
     (dict(method="kd"), "Unknown self-distillation method 'kd'"),
     (dict(rounds=0), "rounds must be an integer >= 1"),
