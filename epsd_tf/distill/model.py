@@ -4,8 +4,9 @@ Step 2 of EPSD (Chen et al., AAAI 2024; METHOD.md §4): train a (possibly
 pruned) student with DLB, CS-KD, PS-KD or plain CE. The wrapper overrides
 `train_step` (a `tf.GradientTape`, the TF seam) and `test_step`; the loss is
 the method's `objective` (`methods.py`, `keras.ops`, the same function the EPSD
-scorer differentiates), and where its carry lives between steps is `steps.py`. Masks, mixed precision (Keras' `LossScaleOptimizer`), XLA and
-`tf.distribute` work through the standard Keras machinery.
+scorer differentiates), and where its carry lives between steps is `steps.py`.
+Masks, mixed precision (Keras' `LossScaleOptimizer`), XLA and `tf.distribute`
+work through the standard Keras machinery.
 
 Usage:
     trainer = SelfDistillationModel(student, methods.DLB(), batch_size=64)

@@ -14,9 +14,10 @@ method that will train the sparse network: its `objective` (the same function
 threaded through the inner steps from the zero `initial_carry`. That gives the
 teachers of METHOD.md §2: DLB the previous inner step's logits on the previous
 batch, CS-KD the current network on a same-class partner, PS-KD the previous
-inner step's prediction on the same batch (one batch reused). `first_order=True` stops the gradient through the inner
-gradients (∂θ_i/∂θ_0 = I). Inner steps update every trainable variable; all of
-it, and BatchNorm statistics, is thrown away.
+inner step's prediction on the same batch (one batch reused).
+`first_order=True` stops the gradient through the inner gradients
+(∂θ_i/∂θ_0 = I). Inner steps update every trainable variable; all of it, and
+BatchNorm statistics, is thrown away.
 """
 
 from __future__ import annotations
