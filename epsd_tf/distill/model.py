@@ -27,9 +27,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from epsd_tf.distill import batch_kinds
-from epsd_tf.distill import distribution
-from epsd_tf.distill import losses
+from epsd_tf.distill import batch_kinds, distribution, losses
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.distill import metrics as metrics_lib
 from epsd_tf.distill import steps as steps_lib

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from epsd_tf.distill import losses
-from epsd_tf.distill import methods
+from epsd_tf.distill import losses, methods
 from tests.distill import helpers  # noqa: F401  (sets TF log level)
 
 

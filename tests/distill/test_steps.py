@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from epsd_tf.distill import losses
-from epsd_tf.distill import methods
-from epsd_tf.distill import steps
+from epsd_tf.distill import losses, methods, steps
 from epsd_tf.distill.model import SelfDistillationModel
 from tests.distill import helpers
 

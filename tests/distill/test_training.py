@@ -1,15 +1,13 @@
 """SelfDistillationModel in model.fit: metrics, XLA, mixed precision, masks,
 resume, saving, bad input (METHOD.md §4)."""
 
-import os
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from epsd_tf import data
-from epsd_tf import pruning
+from epsd_tf import data, pruning
 from epsd_tf.distill import methods
 from epsd_tf.distill.metrics import ExpectedCalibrationError
 from epsd_tf.distill.model import SelfDistillationModel
