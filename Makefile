@@ -2,7 +2,9 @@
 #   make quickstart   set up, fetch the quickstart data, run gin/quickstart.gin
 #   make test         set up, fetch the test data, lint (ruff), run the test suite
 # For development: make test-fast (unit tests, no `slow` ones), make lint.
-# Both create .venv and install the pinned requirements on first use.
+# Both create .venv and install the pinned requirements on first use, then the
+# package itself in editable mode (`import epsd_tf`, epsd-run, epsd-sweep and
+# epsd-export work from any directory; edits to the checkout take effect at once).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -19,6 +21,7 @@ $(VENV)/.installed: requirements.txt requirements-tfmot.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps -r requirements-tfmot.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $@
 
 # Fashion-MNIST from Debian's package (offline); without root or apt, the

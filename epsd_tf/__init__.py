@@ -17,10 +17,18 @@ The two steps of EPSD, for any built Keras 3 model:
     epsd_tf.export.export_all(pruned, "export/", representative_data=splits.train,
                               eval_batch=splits.test)
 
-Packages: `models`, `data`, `pruning`, `distill`, `optim`, `analysis`, `export`
-(the Python API), and `train` (the gin-configured experiment runner).
-They and the names below are imported on first use, so `import epsd_tf` stays
-light (the TF-MOT worker and the sweep tool import it without TensorFlow work).
+Saved models load after a plain `import epsd_tf`:
+
+    import epsd_tf, keras
+    model = keras.models.load_model("runs/quickstart/model.keras")
+
+because importing the package registers its Keras serializables (the
+`PruneLowMagnitude` wrapper and its mask constraint, the SD methods, the ECE
+metric, the optimizer and schedules); that imports Keras (and so its backend)
+and the modules defining them, nothing else. The packages `models`, `data`,
+`pruning`, `distill`, `optim`, `analysis`, `export` (the Python API), `train`
+(the gin-configured experiment runner) and the names below are imported on
+first use.
 """
 
 import importlib
@@ -49,3 +57,11 @@ def __getattr__(name):
 
 def __dir__():
     return __all__
+
+
+# Modules whose import registers Keras serializables (`register_keras_serializable`).
+_SERIALIZABLES = ("epsd_tf.pruning.wrapper", "epsd_tf.distill.methods",
+                  "epsd_tf.distill.metrics", "epsd_tf.optim.sgd", "epsd_tf.optim.schedules")
+for _module in _SERIALIZABLES:
+    importlib.import_module(_module)
+del _module

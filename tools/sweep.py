@@ -1,94 +1,12 @@
-"""Runs a grid of EPSD experiments and collects the paper-style results.
+"""Runs a grid of EPSD experiments: `epsd-sweep` (epsd_tf/cli/sweep.py).
 
-The grid is scorer × self-distillation method × sparsity × seed over base gin
-files; each cell is one `tools/run.py` process with its own workdir
-`<root>/cells/<cell>`, named `<scorer>-<method>-s<sparsity>-seed<seed>` (the
-scorer `dense` means no pruning: one cell `dense-<method>-seed<seed>` per
-method and seed). The logic is the library's `epsd_tf.sweep`; this file only
-maps flags to it.
+  python tools/sweep.py --base_gin=gin/quickstart.gin --scorers=epsd,snip,random,dense \
+      --methods=dlb --sparsities=0.9,0.95 --seeds=0,1 --root=runs/study
 
-The paper-style study on Fashion-MNIST (ResNet-20, DLB, two seeds):
-
-  python tools/sweep.py --base_gin=gin/quickstart.gin \
-      --scorers=epsd,prospr,snip,random,dense --methods=dlb \
-      --sparsities=0.9,0.95,0.98 --seeds=0,1 --root=runs/study
-
-Resumable: re-running the same command skips every finished cell (its workdir
-holds `metrics.json`) and re-runs the others with the same command, and
-`tools/run.py` resumes an interrupted cell. A finished cell whose gin files or
-bindings differ from this command's is refused. Cell bindings (the grid axes,
-`run.seed`, `load.seed`) are applied after `--gin_bindings`.
-
-Outputs in `<root>`: `sweep_state.json` (status, elapsed and attempts per
-cell), `cells/<cell>/run.log` (the cell's own output), and at the end (or with
-`--collect_only`) `results.csv`, `results_summary.csv`, `results.md` and
-`plots/` (see `epsd_tf/sweep/report.py`).
-Exits non-zero if any cell failed (after running the others).
+Needs the package installed (`make setup` installs it in editable mode).
 """
 
-import os
-import signal
-import sys
-
-# Make `import epsd_tf` work from a source checkout without installation.
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
-from absl import logging  # noqa: E402
-
-from epsd_tf import sweep  # noqa: E402
-from epsd_tf.distill import methods  # noqa: E402
-
-FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("base_gin", [], "Gin file(s) every cell starts from.")
-flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings applied to every cell.")
-flags.DEFINE_string("root", None, "Sweep directory (cells, state, results).")
-flags.DEFINE_list("scorers", ["epsd"], f"Pruning scorers, or '{sweep.DENSE}' for no pruning.")
-flags.DEFINE_list("methods", ["dlb"], f"Self-distillation methods: {sorted(methods.METHODS)}.")
-flags.DEFINE_list("sparsities", ["0.9"], "Sparsities (fraction of weights removed).")
-flags.DEFINE_list("seeds", ["0"], "Seeds (set run.seed and load.seed).")
-flags.DEFINE_list("density_plots", [], "Cells to plot per-layer densities of, or 'all'.")
-flags.DEFINE_bool("dry_run", False, "Print the cells and their commands; run nothing.")
-flags.DEFINE_bool("collect_only", False, "Only collect the results already in --root.")
-flags.DEFINE_integer("max_failures", None,
-                     "Stop launching cells once this many failed (default: run all).")
-flags.DEFINE_string("run_tool", sweep.RUN_TOOL,
-                    "The script each cell runs (tools/run.py, or one with its flags).")
-flags.mark_flag_as_required("root")
-
-
-def _report(message: str) -> None:
-    """A progress line in the absl log and on stdout."""
-    logging.info("%s", message)
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
-
-
-def _stop_on_sigterm(signum, frame):
-    del frame
-    raise SystemExit(f"sweep stopped by signal {signum}; run the same command to resume")
-
-
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if not FLAGS.base_gin and not FLAGS.collect_only:
-        raise app.UsageError("--base_gin is required, e.g. --base_gin=gin/quickstart.gin")
-    previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
-    try:
-        return sweep.sweep(
-            FLAGS.root, gin_files=FLAGS.base_gin, gin_bindings=FLAGS.gin_bindings,
-            scorers=FLAGS.scorers, methods=FLAGS.methods, sparsities=FLAGS.sparsities,
-            seeds=FLAGS.seeds, density_plots=FLAGS.density_plots, dry_run=FLAGS.dry_run,
-            collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
-            run_tool=FLAGS.run_tool, report=_report)
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-
+from epsd_tf.cli import sweep
 
 if __name__ == "__main__":
-    app.run(main)
+    sweep.main()

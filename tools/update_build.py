@@ -21,7 +21,7 @@ load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")
 
 package(default_visibility = ["//visibility:public"])
 '''
-TOOLS = ("run", "bench", "sweep")
+TOOLS = ("run", "bench", "sweep", "export")
 
 
 def packages() -> list[str]:
@@ -75,7 +75,7 @@ def render() -> str:
         deps = sorted(":" + p for p in imported_packages(srcs) - {package})
         out.append(f'py_library(\n    name = "{package}",\n    srcs = {_list(srcs)},\n'
                    f'    deps = {_list(deps)},\n)\n')
-    out.append('filegroup(\n    name = "gin_configs",\n    srcs = glob(["gin/*.gin"]),\n)\n')
+    out.append('filegroup(\n    name = "gin_configs",\n    srcs = glob(["epsd_tf/gin/*.gin"]),\n)\n')
     benchmark_srcs = sorted(os.path.relpath(p, REPO) for p in
                             glob.glob(os.path.join(REPO, "tools", "benchmarks", "*.py")))
     for tool in TOOLS:
@@ -83,7 +83,7 @@ def render() -> str:
         if not os.path.exists(os.path.join(REPO, path)):
             continue
         srcs = [path] + (benchmark_srcs if tool == "bench" else [])
-        data = '\n    data = [":gin_configs"],' if tool in ("run", "sweep") else ""
+        data = '\n    data = [":gin_configs"],' if tool in ("run", "sweep", "export") else ""
         out.append(f'py_binary(\n    name = "{tool}",\n    srcs = {_list(srcs)},\n'
                    f'    main = "{path}",{data}\n    deps = [":epsd_tf"],\n)\n')
     for test in sorted(glob.glob(os.path.join(REPO, "tests", "**", "test_*.py"), recursive=True)):

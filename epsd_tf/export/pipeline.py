@@ -4,7 +4,8 @@ The last step of the EPSD pipeline (Chen et al., AAAI 2024): the sparse
 network trained with self-distillation is stripped of its masks, written as a
 `.keras` archive, a SavedModel with a serving signature and TFLite variants,
 every artifact is reloaded and checked against the Keras model, and a report
-of size, sparsity and latency is written next to them.
+of size, sparsity and latency, naming the file to ship, is written next to
+them with a `MODEL_CARD.md`.
 """
 
 import os
@@ -16,7 +17,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from epsd_tf.export import files, keras_export, parity, report, runtime, tflite
+from epsd_tf.export import files, keras_export, model_card, parity, report, runtime, tflite
 from epsd_tf.export import tflite_inspect
 
 KERAS_FORMATS = ("keras", "saved_model")
@@ -70,10 +71,9 @@ def _validate(model, workdir: str, formats: Sequence[str], representative_data,
         raise ValueError(f"Formats {int8} need representative_data drawn from the "
                          "training pipeline (e.g. DataSplits.train) to calibrate int8.")
     files.prepare_workdir(workdir)
-    for name in formats + ["report_json", "report_table"]:
-        target = os.path.join(workdir, FILE_NAMES.get(name) or (
-            report.REPORT_JSON if name == "report_json" else report.REPORT_TABLE))
-        files.check_destination(target, overwrite)
+    reports = [report.REPORT_JSON, report.REPORT_TABLE, model_card.MODEL_CARD]
+    for name in [FILE_NAMES[name] for name in formats] + reports:
+        files.check_destination(os.path.join(workdir, name), overwrite)
     return formats
 
 
@@ -81,7 +81,7 @@ def export_all(model: keras.Model, workdir: str,
                formats: Sequence[str] = DEFAULT_FORMATS,
                representative_data=None, eval_batch=None, overwrite: bool = False,
                latency_runs: int = 50, latency_warmup: int = 5,
-               calibration_examples: int = 128) -> dict:
+               calibration_examples: int = 128, about: Optional[dict] = None) -> dict:
     """Exports a trained model to every requested format and checks each one.
 
     Args:
@@ -101,10 +101,15 @@ def export_all(model: keras.Model, workdir: str,
             latency measurement (tests).
         latency_warmup: untimed runs before timing.
         calibration_examples: examples drawn from `representative_data`.
+        about: facts of the run that made the model, for `MODEL_CARD.md`
+            (keys in `model_card.ABOUT_KEYS`: dataset, method, epochs,
+            pruning, test, command, config); missing ones read "not recorded".
 
     Returns:
-        The report dict (also written to `workdir/export_report.json` and a
-        table to `workdir/export_report.txt`).
+        The report dict (also written to `workdir/export_report.json`, a
+        table to `workdir/export_report.txt` and `workdir/MODEL_CARD.md`).
+        `report["ship"]` names the artifact to deploy: the smallest file that
+        passes parity and loads under LiteRT's default delegate.
 
     Raises:
         ValueError, FileExistsError, FileNotFoundError, PermissionError: bad
@@ -115,6 +120,7 @@ def export_all(model: keras.Model, workdir: str,
             report (with the failure) is written first.
     """
     images, labels = _split_eval_batch(eval_batch)
+    about = model_card.check_about(about)
     if latency_runs < 0:
         raise ValueError(f"latency_runs must be >= 0, got {latency_runs}.")
     formats = _validate(model, workdir, formats, representative_data, overwrite)
@@ -124,6 +130,10 @@ def export_all(model: keras.Model, workdir: str,
     model, stripped = keras_export.strip_if_masked(model)
     reference = keras.ops.convert_to_numpy(model(images, training=False))
     result = {"model": model.name, "masks_stripped": stripped,
+              "architecture": {"input_shape": list(model.inputs[0].shape[1:]),
+                               "outputs": int(model.outputs[0].shape[-1]),
+                               "layers": len(model.layers),
+                               "parameters": int(model.count_params())},
               "sparsity": keras_export.sparsity_stats(model),
               "eval_examples": int(images.shape[0]), "formats": formats,
               "artifacts": {}}
@@ -159,8 +169,10 @@ def export_all(model: keras.Model, workdir: str,
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
     report.add_comparisons(result)
+    result["ship"] = report.recommend(result)
     json_path, table_path = report.write(result, workdir, overwrite)
-    result["report_paths"] = [json_path, table_path]
+    card_path = model_card.write(result, workdir, about, overwrite)
+    result["report_paths"] = [json_path, table_path, card_path]
     logging.info("Export report:\n%s", report.format_table(result))
     if failed is not None:
         parity.check(result["artifacts"][failed]["parity"], failed)

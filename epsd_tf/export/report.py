@@ -1,4 +1,10 @@
-"""The export report: JSON for machines, a fixed-width table for people."""
+"""The export report: JSON for machines, a fixed-width table for people.
+
+It names the artifact to ship (`recommend`): the smallest file that passes
+parity and loads under LiteRT's default (XNNPACK) delegate. A sparse file is
+not better by being sparse: sparse int8 TFLite can be larger than dense int8
+and may fail to load under XNNPACK (issue 12, defect 8).
+"""
 
 import json
 
@@ -26,8 +32,47 @@ def add_comparisons(report: dict) -> None:
             if "median_ms" in sparse_latency[key] and "median_ms" in dense_latency.get(key, {}):
                 entry[f"latency_ratio_{key}"] = (sparse_latency[key]["median_ms"]
                                                  / dense_latency[key]["median_ms"])
+        # Whether the sparse file is a better deliverable at all (defect 8).
+        entry["sparse_is_smaller"] = artifacts[sparse]["bytes"] < artifacts[dense]["bytes"]
         comparisons[f"{sparse}_vs_{dense}"] = entry
     report["comparisons"] = comparisons
+
+
+def recommend(report: dict) -> dict:
+    """Names the artifact to ship and why each other one is not it.
+
+    Candidates are the TFLite files (the edge deliverables; every artifact if
+    there is none) that passed parity and run under LiteRT's default delegate;
+    the smallest in bytes wins (ties: the earlier format).
+
+    Returns:
+        `{"artifact", "path", "bytes", "reason", "rejected": {name: reason}}`;
+        `artifact` is None (with the reason) when no file qualifies.
+    """
+    artifacts = report["artifacts"]
+    tflite = [name for name in artifacts if name.startswith(("float", "int8"))]
+    pool = tflite or list(artifacts)
+    rejected, eligible = {}, []
+    for name in pool:
+        artifact = artifacts[name]
+        if not artifact["parity"]["passed"]:
+            rejected[name] = "fails the parity check"
+        elif "xnnpack_error" in artifact:
+            rejected[name] = "does not load under LiteRT's default XNNPACK delegate"
+        else:
+            eligible.append(name)
+    if not eligible:
+        return {"artifact": None, "path": None, "bytes": None, "rejected": rejected,
+                "reason": "no artifact passes parity and loads under the default delegate"}
+    best = min(eligible, key=lambda name: (artifacts[name]["bytes"], pool.index(name)))
+    for name in eligible:
+        if name != best:
+            rejected[name] = (f"larger ({artifacts[name]['bytes']:,} bytes vs "
+                              f"{artifacts[best]['bytes']:,})")
+    return {"artifact": best, "path": artifacts[best]["path"], "bytes": artifacts[best]["bytes"],
+            "reason": ("the smallest file that passes parity and loads under LiteRT's "
+                       "default delegate"),
+            "rejected": rejected}
 
 
 def format_table(report: dict) -> str:
@@ -60,8 +105,10 @@ def format_table(report: dict) -> str:
             + f"{parity['top1_agreement']:>11.4f}{parity['max_abs_logit_diff']:>12.4g}"
             + cell("accuracy", ".4f", 7, artifact) + timing)
     for name, entry in report.get("comparisons", {}).items():
-        parts = ", ".join(f"{key} {value:.3f}" for key, value in entry.items())
-        lines.append(f"{name}: {parts}")
+        parts = ", ".join(f"{key} {value:.3f}" for key, value in entry.items()
+                          if not isinstance(value, bool))
+        verdict = "" if entry.get("sparse_is_smaller", True) else " (the sparse file is LARGER)"
+        lines.append(f"{name}: {parts}{verdict}")
     for name, artifact in report["artifacts"].items():
         if "xnnpack_error" in artifact:
             lines.append(f"WARNING: {name} cannot run under LiteRT's default XNNPACK "
@@ -80,6 +127,16 @@ def format_table(report: dict) -> str:
                                 " (no sparse speed-up)"))
             for layer, reason in verdict["ineligible_layers"][:8]:
                 lines.append(f"  not sparse: {layer}: {reason}")
+    ship = report.get("ship")
+    if ship:
+        lines.append("")
+        if ship["artifact"] is None:
+            lines.append(f"SHIP: nothing ({ship['reason']}).")
+        else:
+            lines.append(f"SHIP: {ship['artifact']} ({ship['path']}, {ship['bytes']:,} bytes): "
+                         f"{ship['reason']}.")
+        for name, why in ship["rejected"].items():
+            lines.append(f"  not {name}: {why}")
     return "\n".join(lines) + "\n"
 
 

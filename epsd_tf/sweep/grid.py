@@ -18,8 +18,9 @@ from epsd_tf.analysis.results import DENSE
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.pruning import scorers as scorers_lib
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-RUN_TOOL = os.path.join(_REPO, "tools", "run.py")
+# `epsd-run` (epsd_tf/cli/run.py) run as a script: works wherever the package is installed.
+RUN_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "cli", "run.py")
 CELLS = "cells"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 import keras
@@ -38,6 +39,16 @@ class EpochTimer(keras.callbacks.Callback):
             logs["epoch_seconds"] = seconds
             logs["images_per_second"] = self._steps * self.images_per_step / max(seconds, 1e-9)
         logging.info("epoch %d: %.1f s", epoch + 1, seconds)
+
+
+def progress_verbosity(verbose: int | str) -> int:
+    """Keras `verbose` for `fit`: "auto" is a progress bar (1) on a terminal,
+    else one line per epoch (2), so a log file is not filled with bar updates."""
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"verbose must be 'auto', 0, 1 or 2, got {verbose!r}")
+    return int(verbose)
 
 
 def standard_callbacks(workdir: str, images_per_step: int,

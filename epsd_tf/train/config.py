@@ -13,8 +13,10 @@ import gin
 from epsd_tf import files
 from epsd_tf.train import experiment, gin_registry  # gin_registry registers configurables
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-GIN_DIR = os.path.join(REPO, "gin")
+# The configs ship inside the package (epsd_tf/gin/; the repository's top-level
+# gin/ is a link to it), so `include 'gin/base.gin'` resolves from PACKAGE.
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GIN_DIR = os.path.join(PACKAGE, "gin")
 
 
 def parse(gin_files, gin_bindings=()) -> str:
@@ -34,14 +36,14 @@ def parse(gin_files, gin_bindings=()) -> str:
         raise ValueError("No gin file given; pass --gin_file=gin/quickstart.gin "
                          f"(available: {available_gin_files()})")
     for path in gin_files:
-        if not os.path.isfile(path) and not os.path.isfile(os.path.join(GIN_DIR, path)):
+        if _resolve(path) is None:
             raise FileNotFoundError(
                 f"gin file {path!r} does not exist; available in {GIN_DIR}: "
                 f"{available_gin_files()}")
     gin.clear_config()
     # Gin files include each other as 'gin/<name>.gin', relative to the
-    # repository root, from whatever directory the tool runs in.
-    gin.add_config_file_search_path(REPO)
+    # package, from whatever directory the tool runs in.
+    gin.add_config_file_search_path(PACKAGE)
     try:
         gin.parse_config_files_and_bindings(
             [_resolve(p) for p in gin_files], list(gin_bindings), finalize_config=True)
@@ -70,5 +72,16 @@ def available_gin_files() -> list[str]:
     return sorted(f for f in os.listdir(GIN_DIR) if f.endswith(".gin"))
 
 
-def _resolve(path: str) -> str:
-    return path if os.path.isfile(path) else os.path.join(GIN_DIR, path)
+def _resolve(path: str) -> str | None:
+    """A path that exists, else the shipped config it names (`quickstart`,
+    `quickstart.gin` or `gin/quickstart.gin`), else None."""
+    if os.path.isfile(path):
+        return path
+    directory, name = os.path.split(path)
+    if directory not in ("", "gin"):
+        return None  # a path elsewhere that does not exist: never a shipped config
+    for candidate in (name, name + ".gin"):
+        shipped = os.path.join(GIN_DIR, candidate)
+        if os.path.isfile(shipped):
+            return shipped
+    return None

@@ -52,7 +52,7 @@ def run(workdir: str, *,
         landscape: Callable | None = None,
         mean_jsv_examples: int = 0,
         seed: int = 0,
-        verbose: int | str = 1,
+        verbose: int | str = "auto",
         config_text: str = "",
         overwrite: bool = False) -> dict:
     """Runs one experiment and returns its metrics (also in `metrics.json`).
@@ -88,7 +88,9 @@ def run(workdir: str, *,
             training mode, as the first training step sees it) and after
             training (inference mode, as deployed).
         seed: global seed (weights, data order, augmentation, scoring).
-        verbose: Keras progress output (1 = progress bar, 2 = one line/epoch).
+        verbose: Keras progress output (1 = progress bar, 2 = one line/epoch,
+            0 = none); "auto" is 1 on a terminal and 2 when stdout is a file
+            or pipe, so logs get one line per epoch, not every bar update.
         config_text: the gin config of this run, stored in the workdir so a
             different experiment is never resumed into it.
         overwrite: delete the workdir's contents first.
@@ -106,6 +108,7 @@ def run(workdir: str, *,
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1 or None, got {steps_per_epoch!r}")
     method = methods_lib.get(method)
+    verbose = callbacks_lib.progress_verbosity(verbose)
     # One run per workdir: a second run on it is refused here, before any work.
     with workdir_lib.lock(workdir):
         keras.utils.set_random_seed(seed)
@@ -134,7 +137,7 @@ def run(workdir: str, *,
         stages = workdir_lib.Stages(workdir)
         # What each post-training stage needs is checked before training starts.
         post_training = _post_training_stages(workdir, stages, splits, landscape=landscape,
-                                              export=export, pqat=pqat)
+                                              export=export, pqat=pqat, config_text=config_text)
         model_path = os.path.join(workdir, files.MODEL)
         if "trained" in stages:
             logging.info("resuming after training: loading the trained network from %s",
@@ -199,7 +202,8 @@ def run(workdir: str, *,
         return metrics
 
 
-def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat) -> dict:
+def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat,
+                          config_text="") -> dict:
     """The post-training stages of this run, `{name: (model) -> result}`, checked now.
 
     Before training starts, the directory of each stage still to run must be
@@ -211,7 +215,8 @@ def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat) -
         files.LANDSCAPE: (landscape, lambda model, directory: landscape(
             model, splits.test, directory)),
         files.EXPORT: (export, lambda model, directory: _export(
-            directory, model, export, splits)),
+            directory, model, export, splits, about=_about(
+                stages.get("trained"), splits.info, config_text))),
         # A resumed run replaces a crashed attempt's partial files.
         files.PQAT: (pqat, lambda model, directory: pqat(
             model, directory, splits.train, splits.test, overwrite=True)),
@@ -296,15 +301,29 @@ def _parameter_counts(model) -> dict:
             "sparsity_trainable": zeros / max(total, 1)}
 
 
-def _export(directory, model, export, splits):
+def describe_data(info) -> str:
+    """One line about a dataset (`DatasetInfo`), for the model card."""
+    return (f"{info.name}: {info.num_train} training, {info.num_validation} validation and "
+            f"{info.num_test} test images of shape {tuple(info.image_shape)}, "
+            f"{info.num_classes} classes")
+
+
+def _about(trained: dict, info, config_text: str) -> dict:
+    """The facts of this run that the export's MODEL_CARD.md records."""
+    return {"dataset": describe_data(info), "config": config_text,
+            **{key: trained[key] for key in ("method", "epochs", "pruning", "test")}}
+
+
+def _export(directory, model, export, splits, about=None):
     """Runs the export stage on the trained model (it strips the masks itself).
 
     Calibration data for int8 comes from the training pipeline; parity is
     checked on the first `PARITY_EXAMPLES` test images (one disagreement in a
     small batch would already break the 97 % int8 bar). A run resumed after a
     crash during export replaces the partial artifacts (`overwrite=True` inside
-    the run's own workdir).
+    the run's own workdir). `about` (the run's data, method, pruning, test
+    metrics and config) goes into the export's MODEL_CARD.md.
     """
     images, labels = next(iter(splits.test.unbatch().batch(PARITY_EXAMPLES)))
     return export(model, directory, representative_data=splits.train,
-                  eval_batch=(images, labels), overwrite=True)
+                  eval_batch=(images, labels), overwrite=True, about=about)

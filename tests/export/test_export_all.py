@@ -28,7 +28,7 @@ def test_every_format_written_and_reported(exported):
     assert list(report["artifacts"]) == list(export.FORMATS)
     names = sorted(os.listdir(workdir))
     assert names == sorted(["model.keras", "saved_model", "export_report.json",
-                            "export_report.txt"]
+                            "export_report.txt", "MODEL_CARD.md"]
                            + [f"model_{v}.tflite" for v in export.FORMATS[2:]])
 
 
@@ -102,6 +102,69 @@ def test_latency_grid_and_table(exported):
     for name in export.FORMATS:
         assert f"\n{name} " in table
     assert "XNNPACK sparse inference (float32_sparse)" in table
+
+
+def test_report_ships_the_smallest_file_that_loads_and_passes_parity(exported):
+    """Defect 8: sparse int8 is larger than int8 here and fails the default
+    delegate; it must not be the file the report tells a deployer to ship."""
+    _, _, workdir, report = exported
+    artifacts = report["artifacts"]
+    # The situation of defect 8, on this fixture.
+    assert artifacts["int8_sparse"]["bytes"] > artifacts["int8"]["bytes"]
+    assert "xnnpack_error" in artifacts["int8_sparse"]
+    assert report["comparisons"]["int8_sparse_vs_int8"]["sparse_is_smaller"] is False
+    ship = report["ship"]
+    loadable = {name: a["bytes"] for name, a in artifacts.items()
+                if name in export.FORMATS[2:] and a["parity"]["passed"]
+                and "xnnpack_error" not in a}
+    assert ship["artifact"] == min(loadable, key=loadable.get)
+    assert ship["bytes"] == min(loadable.values()) == os.path.getsize(ship["path"])
+    assert "default XNNPACK delegate" in ship["rejected"]["int8_sparse"]
+    on_disk = json.load(open(os.path.join(workdir, "export_report.json")))
+    assert on_disk["ship"]["artifact"] == ship["artifact"]
+    table = open(os.path.join(workdir, "export_report.txt")).read()
+    assert f"SHIP: {ship['artifact']} (" in table
+    assert "int8_sparse_vs_int8: " in table and "(the sparse file is LARGER)" in table
+
+
+def test_model_card_holds_the_reports_numbers(exported):
+    _, _, workdir, report = exported
+    card = open(os.path.join(workdir, "MODEL_CARD.md")).read()
+    assert card.startswith("# Model card: tiny_cnn\n")
+    assert f"**{100 * report['sparsity']['sparsity']:.2f} %**" in card
+    for name, artifact in report["artifacts"].items():
+        row = next(line for line in card.splitlines()
+                   if line.startswith(f"| `{os.path.basename(artifact['path'])}` |"))
+        assert f"| {artifact['bytes']:,} |" in row, name
+        assert f"{artifact['parity']['top1_agreement']:.4f} (passed)" in row, name
+        median = artifact.get("latency", {}).get("xnnpack_1t", {}).get("median_ms")
+        if median is not None:
+            assert f"| {median:.3f} ms |" in row, name
+        assert row.endswith("| no |" if "xnnpack_error" in artifact else
+                            ("| yes |" if name in export.FORMATS[2:] else "| - |")), name
+    ship = report["ship"]
+    assert f"**`{os.path.basename(ship['path'])}`** ({ship['bytes']:,} bytes)" in card
+    assert f"Keras model {report['keras_accuracy']:.4f}" in card
+    assert "Early Pruning with Self-Distillation" in card and "2402.00084" in card
+
+
+def test_model_card_records_the_run(trained, data, tmp_path):
+    model, _ = trained
+    about = {"dataset": "toy: 384 training images", "method": "dlb", "epochs": 3,
+             "pruning": {"scorer": "epsd", "target_sparsity": 0.9},
+             "test": {"accuracy": 0.875}, "command": "epsd-run --gin_file=toy.gin",
+             "config": "run.epochs = 3"}
+    export.export_all(model, str(tmp_path), formats=("keras",), eval_batch=data["test"],
+                      latency_runs=0, about=about)
+    card = (tmp_path / "MODEL_CARD.md").read_text()
+    for text in ("toy: 384 training images", "`epsd` scores to 90.0 % sparsity",
+                 "method `dlb` for 3 epochs", "accuracy 0.8750", "epsd-run --gin_file=toy.gin",
+                 "run.epochs = 3", "**`model.keras`**"):
+        assert text in card, text
+    with pytest.raises(ValueError, match="unknown model-card facts \\['seed'\\]; valid"):
+        export.export_all(model, str(tmp_path / "x"), formats=("keras",),
+                          eval_batch=data["test"], latency_runs=0, about={"seed": 1})
+    assert not (tmp_path / "x").exists()  # refused before anything was written
 
 
 def test_int8_file_is_full_integer(exported):

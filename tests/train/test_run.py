@@ -15,10 +15,14 @@ GIN_DIR = os.path.join(REPO, "gin")
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
 
+def _env():
+    # PYTHONPATH: the checkout under test, whether or not the package is installed.
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
+
+
 def run_tool(*args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     return subprocess.run([sys.executable, RUN, *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=REPO)
+                          timeout=timeout, env=_env(), cwd=REPO)
 
 
 def smoke(workdir, *bindings, overwrite=False):
@@ -91,7 +95,7 @@ def test_resume_after_a_killed_run(tmp_path):
     args = [sys.executable, RUN, "--gin_file=gin/smoke.gin", f"--workdir={workdir}", *bindings]
     log = workdir / "train_log.csv"
     with subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")) as process:
+                          env=_env()) as process:
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
             if log.exists() and len(log.read_text().strip().splitlines()) >= 3:
@@ -276,7 +280,7 @@ def test_a_run_killed_in_the_landscape_stage_resumes_after_training(tmp_path):
     args = [sys.executable, RUN, "--gin_file=gin/smoke.gin", f"--workdir={workdir}", *bindings]
     stages = workdir / "stages.json"
     with subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")) as process:
+                          env=_env()) as process:
         deadline = time.time() + 300
         while time.time() < deadline and process.poll() is None:
             if stages.exists() and "trained" in json.loads(stages.read_text()):
@@ -354,7 +358,7 @@ def test_a_second_tools_run_on_a_busy_workdir_fails_naming_the_owner(tmp_path):
     log = workdir / "train_log.csv"
     with subprocess.Popen([sys.executable, RUN, *args], cwd=REPO, stdout=subprocess.DEVNULL,
                           stderr=subprocess.DEVNULL,
-                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")) as first:
+                          env=_env()) as first:
         try:
             deadline = time.time() + 300
             while time.time() < deadline and not log.exists():

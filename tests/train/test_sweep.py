@@ -209,7 +209,7 @@ def test_interrupted_sweep_resumes_without_redoing_finished_cells(tmp_path):
     root = tmp_path / "sweep"
     first = root / "cells" / "random-none-s0.9-seed0"
     second = root / "cells" / "snip-none-s0.9-seed0"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)  # the checkout
     process = subprocess.Popen(_sweep_command(root), cwd=REPO, env=env, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                start_new_session=True)
