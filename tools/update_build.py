@@ -75,7 +75,8 @@ def render() -> str:
         deps = sorted(":" + p for p in imported_packages(srcs) - {package})
         out.append(f'py_library(\n    name = "{package}",\n    srcs = {_list(srcs)},\n'
                    f'    deps = {_list(deps)},\n)\n')
-    out.append('filegroup(\n    name = "gin_configs",\n    srcs = glob(["epsd_tf/gin/*.gin"]),\n)\n')
+    out.append('filegroup(\n    name = "gin_configs",\n'
+               '    srcs = glob(["epsd_tf/gin/*.gin"]),\n)\n')
     benchmark_srcs = sorted(os.path.relpath(p, REPO) for p in
                             glob.glob(os.path.join(REPO, "tools", "benchmarks", "*.py")))
     for tool in TOOLS:

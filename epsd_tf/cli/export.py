@@ -18,9 +18,9 @@ import os
 import shlex
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
+
+from epsd_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "The trained model (.keras), e.g. runs/x/model.keras.")
@@ -95,8 +95,7 @@ def _main(argv):
 
 def main():
     """Console-script entry point of `epsd-export`."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(_main)
+    cli.run_app(_main, __name__)
 
 
 if __name__ == "__main__":

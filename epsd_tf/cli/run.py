@@ -16,9 +16,9 @@ is reported, not repeated (use --overwrite to start again).
 import os
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
+
+from epsd_tf import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("gin_file", [], "Gin config file(s) or shipped config names, "
@@ -54,8 +54,7 @@ def _main(argv):
 
 def main():
     """Console-script entry point of `epsd-run`."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(_main)
+    cli.run_app(_main, __name__)
 
 
 if __name__ == "__main__":

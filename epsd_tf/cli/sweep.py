@@ -26,15 +26,12 @@ cell), `cells/<cell>/run.log` (the cell's own output), and at the end (or with
 Exits non-zero if any cell failed (after running the others).
 """
 
-import os
 import signal
 import sys
 
-from absl import app
-from absl import flags
-from absl import logging
+from absl import app, flags, logging
 
-from epsd_tf import sweep
+from epsd_tf import cli, sweep
 from epsd_tf.distill import methods
 
 FLAGS = flags.FLAGS
@@ -86,8 +83,7 @@ def _main(argv):
 
 def main():
     """Console-script entry point of `epsd-sweep`."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    app.run(_main)
+    cli.run_app(_main, __name__)
 
 
 if __name__ == "__main__":

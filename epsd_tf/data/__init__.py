@@ -6,11 +6,12 @@ data into a frozen `DataSplits`, with the classes the source declares
 a self-distillation method needs; `measure_throughput` times a pipeline.
 """
 
+from epsd_tf.data.epoch_clock import EpochClock
 from epsd_tf.data.known import KNOWN_DATASETS
 from epsd_tf.data.method_batches import BATCH_KINDS, for_method
 from epsd_tf.data.pipeline import SOURCES, load
 from epsd_tf.data.splits import DatasetInfo, DataSplits
 from epsd_tf.data.throughput import measure_throughput
 
-__all__ = ["BATCH_KINDS", "DataSplits", "DatasetInfo", "KNOWN_DATASETS", "SOURCES",
+__all__ = ["BATCH_KINDS", "DataSplits", "EpochClock", "DatasetInfo", "KNOWN_DATASETS", "SOURCES",
            "for_method", "load", "measure_throughput"]

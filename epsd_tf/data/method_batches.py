@@ -60,14 +60,48 @@ def batch_kind(method) -> str:
     return kind
 
 
+def _epoch_keyed_examples(splits: DataSplits, seed: int, epoch) -> tf.data.Dataset:
+    """In-memory `(example dict, element seed [2])` in the order of epoch `epoch`.
+
+    `epoch` (an `EpochClock`) is read at the start of every iteration: the
+    order is a stateless permutation keyed by `(seed, epoch)` and element `i`
+    gets the augmentation seed `(seed + offset, epoch * N + i)`, so an epoch's
+    batches do not depend on how often the pipeline was iterated before.
+    """
+    images = tf.constant(splits.train_arrays[0])  # uint8 [N, h, w, C]
+    labels = tf.constant(splits.train_arrays[1])  # int32 [N]
+    count = len(splits.train_arrays[1])
+
+    def one_epoch(_):
+        current = tf.convert_to_tensor(epoch.variable)
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), current]))
+        examples = tf.data.Dataset.from_tensor_slices(order).map(
+            lambda i: {"image": tf.gather(images, i), "label": tf.gather(labels, i),
+                       "example_id": i})
+        seeds = tf.data.Dataset.range(count).map(lambda i: tf.stack(
+            [tf.constant(seed + _AUGMENT_SEED_OFFSET, tf.int64), current * count + i]))
+        return tf.data.Dataset.zip(examples, seeds)
+
+    return tf.data.Dataset.range(1).flat_map(one_epoch).apply(
+        tf.data.experimental.assert_cardinality(count))
+
+
 def _shuffled_examples(splits: DataSplits, seed: int,
-                       streamed: Optional[bool] = None) -> tf.data.Dataset:
+                       streamed: Optional[bool] = None, epoch=None) -> tf.data.Dataset:
     """Shuffled `(example dict, element seed int64 [2])`, reshuffled each epoch.
 
     In-memory sources shuffle example ids (all of them) and gather images;
     streamed sources shuffle `train_examples` through `splits.shuffle_buffer`.
+    With an `EpochClock` (in-memory sources), the order and seeds are those of
+    the clock's epoch (`_epoch_keyed_examples`).
     """
     streamed = (not splits.in_memory) if streamed is None else streamed
+    if epoch is not None and not streamed:
+        return _epoch_keyed_examples(splits, seed, epoch)
+    if epoch is not None:
+        logging.warning("streamed training data reshuffles per iteration: a resumed run "
+                        "does not see the epochs' exact batches (in-memory sources do)")
     if streamed:
         examples = splits.train_examples.shuffle(
             splits.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
@@ -164,7 +198,7 @@ def _window_pairs(splits: DataSplits, stream: tf.data.Dataset,
 
 
 def pair_examples(splits: DataSplits, seed: int = 0,
-                  streamed: Optional[bool] = None) -> tf.data.Dataset:
+                  streamed: Optional[bool] = None, epoch=None) -> tf.data.Dataset:
     """Unbatched, un-preprocessed CS-KD pairs `(example dict, seed [2])`.
 
     The dict holds `image, label, example_id, pair_image, pair_label, pair_id`.
@@ -175,7 +209,7 @@ def pair_examples(splits: DataSplits, seed: int = 0,
     """
     _check_pairs_possible(splits)
     streamed = (not splits.in_memory) if streamed is None else streamed
-    stream = _shuffled_examples(splits, seed, streamed)
+    stream = _shuffled_examples(splits, seed, streamed, epoch)
     if streamed:
         logging.info("CS-KD pairs from streamed data: per-class windows of %d",
                      pair_window(splits))
@@ -184,7 +218,7 @@ def pair_examples(splits: DataSplits, seed: int = 0,
 
 
 def for_method(splits: DataSplits, method, *, batch_size: Optional[int] = None,
-               seed: Optional[int] = None) -> tf.data.Dataset:
+               seed: Optional[int] = None, epoch=None) -> tf.data.Dataset:
     """Training batches for `method.batch_kind` (DESIGN.md, `epsd_tf.data`).
 
     Args:
@@ -193,6 +227,11 @@ def for_method(splits: DataSplits, method, *, batch_size: Optional[int] = None,
             or a batch kind name ("plain", "two_views", "class_pairs", "example_ids").
         batch_size: examples per batch; default `splits.batch_size`.
         seed: shuffle/augmentation/pairing seed; default `splits.seed`.
+        epoch: an `EpochClock` (also passed to `fit` as a callback): each
+            iteration then draws the order and augmentation of the clock's
+            epoch, so a resumed run sees the same batches per epoch (in-memory
+            sources; streamed ones reshuffle per iteration). None: every
+            iteration reshuffles (tf.data's per-iteration seeds).
 
     Returns:
         A `tf.data.Dataset` of `(features, labels int32 [B])`, not repeated,
@@ -235,9 +274,9 @@ def for_method(splits: DataSplits, method, *, batch_size: Optional[int] = None,
                 example["label"])
 
     if kind == "class_pairs":
-        stream = pair_examples(splits, seed)
+        stream = pair_examples(splits, seed, epoch=epoch)
     else:
-        stream = _shuffled_examples(splits, seed)
+        stream = _shuffled_examples(splits, seed, epoch=epoch)
     to_batch = {"plain": plain, "two_views": two_views, "class_pairs": class_pairs,
                 "example_ids": example_ids}[kind]
     batches = stream.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE,

@@ -17,8 +17,16 @@ import keras
 import numpy as np
 from absl import logging
 
-from epsd_tf.export import files, keras_export, model_card, parity, report, runtime, tflite
-from epsd_tf.export import tflite_inspect
+from epsd_tf.export import (
+    files,
+    keras_export,
+    model_card,
+    parity,
+    report,
+    runtime,
+    tflite,
+    tflite_inspect,
+)
 
 KERAS_FORMATS = ("keras", "saved_model")
 FORMATS = KERAS_FORMATS + tflite.VARIANTS

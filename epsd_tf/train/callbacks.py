@@ -41,6 +41,83 @@ class EpochTimer(keras.callbacks.Callback):
         logging.info("epoch %d: %.1f s", epoch + 1, seconds)
 
 
+class Backup(keras.callbacks.Callback):
+    """Backs up the training state with its position in the data, for exact resume.
+
+    Keras 3.15's `BackupAndRestore` records the batch of a mid-epoch backup but
+    restores only the epoch, so a resumed run trains the interrupted epoch's
+    first batches twice (and, resumed once, records later mid-epoch backups
+    under epoch 0). This callback saves the weights (`model.save_weights`:
+    with the optimizer and the self-distillation state) every `every_steps`
+    steps and at each epoch end, with the position `{"epoch", "batches_done"}`;
+    `position(directory)` reads it back so that the caller feeds exactly the
+    batches not yet trained on (`experiment.run`). A new weights file is
+    written first, then the position naming it, then the old file goes: a
+    kill at any point leaves a consistent pair. The directory is kept when
+    `fit` ends (`run` removes it once the trained model is saved).
+
+    Args:
+        directory: the backup directory (created on first save).
+        every_steps: also back up every N training steps; None: epoch ends only.
+        start: the position this `fit` call starts from (`position(directory)`).
+    """
+
+    POSITION = "position.json"
+
+    def __init__(self, directory: str, every_steps: int | None = None,
+                 start: tuple[int, int] = (0, 0)):
+        super().__init__()
+        self.directory = directory
+        self.every_steps = every_steps
+        self.start = tuple(start)
+        self._epoch, self._done, self._since_save = start[0], start[1], 0
+
+    @classmethod
+    def _state(cls, directory: str) -> dict | None:
+        path = os.path.join(directory, cls.POSITION)
+        return files.read_json(path) if os.path.exists(path) else None
+
+    @classmethod
+    def position(cls, directory: str) -> tuple[int, int]:
+        """`(epoch, batches of it already trained)` of the last backup, or (0, 0)."""
+        state = cls._state(directory)
+        return (int(state["epoch"]), int(state["batches_done"])) if state else (0, 0)
+
+    def on_train_begin(self, logs=None):
+        state = self._state(self.directory)
+        if state is None:
+            return
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(os.path.join(self.directory, state["weights"]))
+        logging.info("resumed from %s: epoch %d, %d of its batches done",
+                     state["weights"], state["epoch"], state["batches_done"])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._done = self.start[1] if epoch == self.start[0] else 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done += 1
+        self._since_save += 1
+        if self.every_steps and self._since_save >= self.every_steps:
+            self._save(self._epoch, self._done)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch: int, batches_done: int) -> None:
+        self._since_save = 0
+        os.makedirs(self.directory, exist_ok=True)
+        old = self._state(self.directory)
+        name = f"epoch{epoch}-batch{batches_done}.weights.h5"
+        self.model.save_weights(os.path.join(self.directory, name), overwrite=True)
+        files.write_json(os.path.join(self.directory, self.POSITION),
+                         {"epoch": epoch, "batches_done": batches_done, "weights": name})
+        if old and old["weights"] != name:
+            files.remove(os.path.join(self.directory, old["weights"]))
+
+
 def progress_verbosity(verbose: int | str) -> int:
     """Keras `verbose` for `fit`: "auto" is a progress bar (1) on a terminal,
     else one line per epoch (2), so a log file is not filled with bar updates."""
@@ -52,7 +129,8 @@ def progress_verbosity(verbose: int | str) -> int:
 
 
 def standard_callbacks(workdir: str, images_per_step: int,
-                       backup_every_steps: int | None = None) -> list:
+                       backup_every_steps: int | None = None,
+                       start: tuple[int, int] = (0, 0)) -> list:
     """The callbacks of a run: resume, CSV log, TensorBoard and timing.
 
     Args:
@@ -60,16 +138,14 @@ def standard_callbacks(workdir: str, images_per_step: int,
         images_per_step: images per training step, for throughput logging.
         backup_every_steps: also back up every N steps (mid-epoch resume);
             None backs up at the end of each epoch only.
+        start: `(epoch, batches done)` this fit call resumes from.
     """
-    save_freq = "epoch" if not backup_every_steps else int(backup_every_steps)
     return [
         # EpochTimer first so its values reach the CSV and TensorBoard logs.
         EpochTimer(images_per_step),
         # Kept when fit ends: `run` deletes it once the trained model is saved,
         # so a kill in between resumes after the last epoch instead of at 0.
-        keras.callbacks.BackupAndRestore(
-            os.path.join(workdir, files.BACKUP), save_freq=save_freq,
-            delete_checkpoint=False),
+        Backup(os.path.join(workdir, files.BACKUP), backup_every_steps, start),
         keras.callbacks.CSVLogger(os.path.join(workdir, files.TRAIN_LOG), append=True),
         keras.callbacks.TensorBoard(os.path.join(workdir, files.TENSORBOARD),
                                     write_graph=False, profile_batch=0),

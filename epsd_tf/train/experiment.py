@@ -158,13 +158,10 @@ def run(workdir: str, *,
                 model, method, batch_size=_batch_size(train_batches),
                 num_examples=info.num_train, epochs=epochs)
             trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
-            callbacks = callbacks_lib.standard_callbacks(
-                workdir,
-                images_per_step=_batch_size(train_batches) * analysis.passes_per_step(method),
-                backup_every_steps=backup_every_steps)
             fit_start = time.perf_counter()
-            trainer.fit(train_batches, validation_data=splits.validation, epochs=epochs,
-                        steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+            _fit(trainer, workdir, splits, method, seed, epochs=epochs,
+                 steps_per_epoch=steps_per_epoch, backup_every_steps=backup_every_steps,
+                 verbose=verbose)
             training_seconds = time.perf_counter() - fit_start
 
             test_metrics = trainer.evaluate(splits.test, return_dict=True, verbose=0)
@@ -200,6 +197,39 @@ def run(workdir: str, *,
         files.write_json(os.path.join(workdir, files.METRICS), metrics)
         logging.info("test metrics: %s", metrics["test"])
         return metrics
+
+
+def _fit(trainer, workdir, splits, method, seed, *, epochs, steps_per_epoch,
+         backup_every_steps, verbose) -> None:
+    """Trains from the last backup's position on exactly the batches not yet seen.
+
+    The pipeline is keyed by epoch (`data.EpochClock`): epoch e draws the same
+    order and augmentation whether or not the run was interrupted before it. A
+    backup taken mid-epoch (`backup_every_steps`) resumes with one `fit` over
+    the rest of that epoch's batches (`skip`), then the later epochs. With op
+    determinism on, a killed and resumed run ends with the weights of an
+    uninterrupted one (tests/train/test_determinism.py). A `steps_per_epoch`
+    cap makes Keras continue one iterator across epochs: there the pipeline
+    reshuffles per iteration and a resumed run sees other batches.
+    """
+    epoch, done = callbacks_lib.Backup.position(os.path.join(workdir, files.BACKUP))
+    clock = data.EpochClock() if steps_per_epoch is None else None
+    batches = data.for_method(splits, method, seed=seed, epoch=clock)
+    images_per_step = _batch_size(batches) * analysis.passes_per_step(method)
+
+    def fit(dataset, first, last, steps, first_done=0):
+        callbacks = callbacks_lib.standard_callbacks(
+            workdir, images_per_step, backup_every_steps, start=(first, first_done))
+        trainer.fit(dataset, validation_data=splits.validation, initial_epoch=first,
+                    epochs=last, steps_per_epoch=steps, verbose=verbose,
+                    callbacks=callbacks + ([clock] if clock else []))
+
+    if done and epoch < epochs:  # the rest of the interrupted epoch
+        fit(batches.skip(done), epoch, epoch + 1,
+            steps_per_epoch - done if steps_per_epoch else None, first_done=done)
+        epoch += 1
+    if epoch < epochs:
+        fit(batches, epoch, epochs, steps_per_epoch)
 
 
 def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat,

@@ -10,8 +10,8 @@ file that breaks the next run):
   pruned_init.keras       the masked network at initialisation (m ⊙ θ_init),
                           reused on resume so scoring never runs twice
   pruning_report.json     per-layer sparsity report of the pruning stage
-  backup/                 BackupAndRestore state (deleted once the trained
-                          model is saved)
+  backup/                 callbacks.Backup: weights + position.json (epoch,
+                          batches done; deleted once the trained model is saved)
   train_log.csv           one row per epoch
   tensorboard/            TensorBoard event files
   model.keras             the trained model (masks kept, so it can train on)

@@ -14,7 +14,8 @@ def _artifact(name, size, passed=True, xnnpack_error=None):
 def _report(**sizes):
     artifacts = {"keras": _artifact("keras", 10)}  # smallest, but not an edge file
     for name, spec in sizes.items():
-        artifacts[name] = _artifact(name, *spec) if isinstance(spec, tuple) else _artifact(name, spec)
+        spec = spec if isinstance(spec, tuple) else (spec,)
+        artifacts[name] = _artifact(name, *spec)
     return {"artifacts": artifacts}
 
 
