@@ -38,8 +38,9 @@ def test_every_test_file_has_a_py_test():
 
 def test_one_library_per_package_and_a_run_binary():
     libraries = {name for rule, name, _ in build_targets() if rule == "py_library"}
+    # Python packages (epsd_tf/gin/ holds package data, not code).
     packages = {d for d in os.listdir(os.path.join(REPO, "epsd_tf"))
-                if os.path.isdir(os.path.join(REPO, "epsd_tf", d)) and d != "__pycache__"}
+                if os.path.isfile(os.path.join(REPO, "epsd_tf", d, "__init__.py"))}
     assert packages <= libraries
     binaries = {name for rule, name, _ in build_targets() if rule == "py_binary"}
     assert "run" in binaries
