@@ -42,8 +42,8 @@ def test_the_library_packages_never_import_the_gin_root():
     root = os.path.dirname(epsd_tf.__file__)
     offenders = []
     for path in glob.glob(os.path.join(root, "*", "**", "*.py"), recursive=True):
-        if os.path.relpath(path, root).split(os.sep)[0] == "train":
-            continue
+        if os.path.relpath(path, root).split(os.sep)[0] in ("train", "cli"):
+            continue  # the gin root, and the console commands on top of it
         for node in ast.walk(ast.parse(open(path).read(), filename=path)):
             names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
                      [alias.name for alias in node.names] if isinstance(node, ast.Import)
