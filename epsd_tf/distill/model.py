@@ -2,11 +2,15 @@
 
 Step 2 of EPSD (Chen et al., AAAI 2024; METHOD.md §4): train a (possibly
 pruned) student with DLB, CS-KD, PS-KD or plain CE. The wrapper overrides
-`train_step` (a `tf.GradientTape`, the TF seam) and `test_step`; the loss is
-the method's `objective` (`methods.py`, `keras.ops`, the same function the EPSD
-scorer differentiates), and where its carry lives between steps is `steps.py`.
-Masks, mixed precision (Keras' `LossScaleOptimizer`), XLA and `tf.distribute`
-work through the standard Keras machinery.
+`train_step` and `test_step`; the loss is the method's `objective`
+(`methods.py`, `keras.ops`, the same function the EPSD scorer differentiates),
+and where its carry lives between steps is `steps.py`. Everything here is
+`keras.ops` on variables; the differentiation is the backend seam:
+`train_step_tf.py` (`tf.GradientTape`, Keras' TF trainer calls
+`train_step(data)`) and `train_step_jax.py` (`jax.value_and_grad` over the
+stateless state, Keras' JAX trainer calls `train_step(state, data)`). Masks,
+mixed precision (Keras' `LossScaleOptimizer`), XLA and `tf.distribute` work
+through the standard Keras machinery.
 
 Usage:
     trainer = SelfDistillationModel(student, methods.DLB(), batch_size=64)
@@ -23,14 +27,26 @@ Metrics: training logs `loss` (= `ce_loss + sd_loss` + regularisation),
 
 from __future__ import annotations
 
+import sys
+
 import keras
-import tensorflow as tf
 from keras import ops
 
 from epsd_tf.distill import batch_kinds, distribution, losses
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.distill import metrics as metrics_lib
 from epsd_tf.distill import steps as steps_lib
+
+if keras.backend.backend() == "jax":
+    from epsd_tf.distill import train_step_jax as backend_step
+else:
+    from epsd_tf.distill import train_step_tf as backend_step
+
+
+def _is_tf_dataset(x) -> bool:
+    """Whether `x` is a `tf.data.Dataset` (without importing TensorFlow)."""
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(x, tf.data.Dataset)
 
 
 def _image_shape(student: keras.Model):
@@ -84,11 +100,13 @@ class SelfDistillationModel(keras.Model):
         self.student = student
         self.method = method
         self.num_classes = num_classes
+        # Replicas of the strategy the model is built in (tf.distribute; 1 on JAX).
+        self.replicas = distribution.num_replicas()
         self.method_step = steps_lib.make_step(
             method, num_classes=num_classes, batch_size=batch_size,
             num_examples=num_examples, epochs=epochs,
             image_shape=_image_shape(student) if image_shape is None else image_shape,
-            replicas=self.distribute_strategy.num_replicas_in_sync)
+            replicas=self.replicas)
         self._train_trackers = {
             "loss": keras.metrics.Mean(name="loss"),
             "ce_loss": keras.metrics.Mean(name="ce_loss"),
@@ -134,26 +152,35 @@ class SelfDistillationModel(keras.Model):
         """`keras.Model.fit` that checks the batches first and keeps state in sync.
 
         Attaches an `EpochCounter` (unless one is given). Checks, before any
-        training, that a `tf.data.Dataset` yields the features the method needs
-        with a batch size the method and the replicas can use, and that PS-KD's
-        `epochs` covers the run.
+        training, that a `tf.data.Dataset` or `keras.utils.PyDataset` (the
+        TF-free input path) yields the features the method needs with a batch
+        size the method and the replicas can use, and that PS-KD's `epochs`
+        covers the run.
         """
         batch = examples_per_epoch = None
-        if isinstance(x, tf.data.Dataset):
+        is_dataset = _is_tf_dataset(x) or isinstance(x, keras.utils.PyDataset)
+        if _is_tf_dataset(x):
             batch, examples_per_epoch = self.check_dataset(x)
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
+        elif isinstance(x, keras.utils.PyDataset):
+            batch, examples_per_epoch = self.check_py_dataset(x)
         self.method_step.check_fit(
-            x, epochs, is_dataset=isinstance(x, tf.data.Dataset), batch=batch,
-            examples_per_epoch=examples_per_epoch,
-            replicas=self.distribute_strategy.num_replicas_in_sync)
+            x, epochs, is_dataset=is_dataset, batch=batch,
+            examples_per_epoch=examples_per_epoch, replicas=self.replicas)
         callbacks = list(callbacks or [])
         if not any(isinstance(c, EpochCounter) for c in callbacks):
             callbacks.append(EpochCounter())
         return super().fit(x, y, batch_size=batch_size, epochs=epochs, verbose=verbose,
                            callbacks=callbacks, **kwargs)
 
-    def check_dataset(self, dataset: tf.data.Dataset) -> tuple[int | None, int | None]:
-        """Raises `ValueError` unless `dataset` yields batches this method can train on.
+    def _check_batch_size(self, batch) -> None:
+        replicas = self.replicas
+        if batch is not None and batch % replicas:
+            raise ValueError(f"batch size {batch} does not divide over {replicas} replicas; "
+                             f"use a multiple of {replicas}")
+
+    def check_dataset(self, dataset) -> tuple[int | None, int | None]:
+        """Raises `ValueError` unless a `tf.data.Dataset` yields trainable batches.
 
         Returns `(batch size, examples per epoch)`, each None when not static.
         """
@@ -163,43 +190,77 @@ class SelfDistillationModel(keras.Model):
                              f"element_spec {spec}")
         features = batch_kinds.features(self.method, spec[0])
         batch = features["image"].shape[0]
-        replicas = self.distribute_strategy.num_replicas_in_sync
-        if batch is not None and batch % replicas:
-            raise ValueError(f"batch size {batch} does not divide over {replicas} replicas; "
-                             f"use a multiple of {replicas}")
+        self._check_batch_size(batch)
         batches = int(dataset.cardinality())
         return batch, (batch * batches if batch is not None and batches >= 0 else None)
 
+    def check_py_dataset(self, dataset: keras.utils.PyDataset) -> tuple[int, int | None]:
+        """Like `check_dataset` for a `keras.utils.PyDataset` (reads its first batch).
+
+        Returns `(batch size, examples per epoch)`; the latter None for an
+        infinite dataset.
+        """
+        first = dataset[0]
+        if not isinstance(first, tuple) or len(first) != 2:
+            raise ValueError(f"Training batches must be (features, labels) pairs; got "
+                             f"{type(first).__name__}")
+        features = batch_kinds.features(self.method, first[0])
+        batch = int(features["image"].shape[0])
+        self._check_batch_size(batch)
+        batches = dataset.num_batches
+        return batch, (batch * batches if batches is not None else None)
+
     # ------------------------------------------------------------------ steps
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        """One SD step: `train_step(data)` on TF, `train_step(state, data)` on JAX.
+
+        The backend seam (`train_step_tf.py` / `train_step_jax.py`) differentiates
+        `sd_loss` and applies the update; everything else is here.
+        """
+        return backend_step.train_step(self, *args)
+
+    def test_step(self, *args):
+        """Evaluation: `test_step(data)` on TF, `test_step(state, data)` on JAX."""
+        return backend_step.test_step(self, *args)
+
+    def unpack_batch(self, data) -> tuple[dict, object]:
+        """`(features, int32 labels [b])` of a training batch, checked for the method."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError("SelfDistillationModel does not support sample weights")
-        step = self.method_step
         features = batch_kinds.features(self.method, x)
-        step.check_batch(features)
-        labels = ops.cast(ops.reshape(y, (-1,)), "int32")
-        carry = step.read_carry(features)
+        self.method_step.check_batch(features)
+        return features, ops.cast(ops.reshape(y, (-1,)), "int32")
+
+    def sd_loss(self, features: dict, labels):
+        """The method's loss on a batch, reading the carry from the method state.
+
+        Runs the student in training mode (stateful: BatchNorm statistics are
+        assigned as usual). Returns `(scaled, parts)`: `scaled` is the loss to
+        differentiate (divided over replicas, times the mixed-precision loss
+        scale); `parts = (loss, ce_loss, sd_loss, logits, new_carry)`, where
+        `new_carry` goes to `method_step.write_carry` after the update.
+        """
+        carry = self.method_step.read_carry(features)
 
         def forward(images):
             return self.student(images, training=True)
 
-        with tf.GradientTape() as tape:
-            ce, sd, logits, new_carry = self.method.objective(forward, features, labels,
-                                                              carry)
-            ce_loss, sd_loss = ops.mean(ce), ops.mean(sd)
-            loss = ce_loss + sd_loss
-            if self.student.losses:  # e.g. kernel regularisers
-                loss = loss + ops.sum(ops.stack(self.student.losses))
-            scaled = distribution.scale_loss_for_distribution(loss)
-            if self.optimizer is not None:
-                scaled = self.optimizer.scale_loss(scaled)  # mixed-precision loss scale
-        variables = self.trainable_variables
-        gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients(zip(gradients, variables))
-        step.write_carry(features, new_carry)
+        ce, sd, logits, new_carry = self.method.objective(forward, features, labels, carry)
+        ce_loss, sd_loss = ops.mean(ce), ops.mean(sd)
+        loss = ce_loss + sd_loss
+        if self.student.losses:  # e.g. kernel regularisers
+            loss = loss + ops.sum(ops.stack(self.student.losses))
+        scaled = distribution.scale_loss_for_distribution(loss)
+        if self.optimizer is not None:
+            scaled = self.optimizer.scale_loss(scaled)  # mixed-precision loss scale
+        return scaled, (loss, ce_loss, sd_loss, logits, new_carry)
 
+    def finish_train_step(self, features: dict, labels, parts) -> dict:
+        """After the update: stores the new carry, updates the metrics, returns logs."""
+        loss, ce_loss, sd_loss, logits, new_carry = parts
+        self.method_step.write_carry(features, new_carry)
         count = ops.shape(labels)[0]
         values = {"loss": loss, "ce_loss": ce_loss, "sd_loss": sd_loss}
         for name, tracker in self._train_trackers.items():
@@ -207,7 +268,8 @@ class SelfDistillationModel(keras.Model):
         return self._results(features, labels, logits, self._train_trackers,
                              self._eval_trackers)
 
-    def test_step(self, data):
+    def evaluate_batch(self, data) -> dict:
+        """The (stateful, backend-neutral) body of `test_step`."""
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError("SelfDistillationModel does not support sample weights")

@@ -120,8 +120,9 @@ class DLBStep(MethodStep):
 
     def check_fit(self, x, epochs, *, is_dataset, batch, examples_per_epoch, replicas):
         if not is_dataset:
-            raise ValueError(f"DLB needs a tf.data.Dataset of fixed-size batches "
-                             f"(epsd_tf.data.for_method), got {type(x).__name__}")
+            raise ValueError(f"DLB needs a tf.data.Dataset or keras.utils.PyDataset of "
+                             f"fixed-size batches (epsd_tf.data.for_method), got "
+                             f"{type(x).__name__}")
         expected = self.batch_size * replicas
         if batch != expected:
             raise ValueError(f"DLB was built with batch_size={expected} but the dataset "

@@ -1,0 +1,50 @@
+"""JAX half of the autodiff seam (see `autodiff.py`).
+
+`jax.value_and_grad` over lists of arrays (pytrees) and `jax.jit`. Nesting is
+plain function composition: the outer `jax.value_and_grad` of a function that
+calls an inner one differentiates through the inner gradient (exact second
+order, no tape). Every compiled function is XLA-compiled (`jit_compile` is
+accepted for the TensorFlow signature).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import jax
+
+
+def value_and_grad(fn: Callable, has_aux: bool = False) -> Callable:
+    """Returns `g(params, *args) -> (value, grads)` for `fn(params, *args)`.
+
+    Same contract as the TensorFlow version: `params` a list of tensors, the
+    other arguments not differentiated, `grads` a list like `params` (zeros
+    where `value` does not depend on a parameter), `((value, aux), grads)`
+    with `has_aux`.
+    """
+    grad_fn = jax.value_and_grad(fn, argnums=0, has_aux=has_aux)
+
+    def wrapped(params, *args, **kwargs):
+        out, grads = grad_fn(list(params), *args, **kwargs)
+        return out, list(grads)
+    return wrapped
+
+
+def function(fn: Callable, jit_compile: bool = False) -> Callable:
+    """`jax.jit(fn)`: traced once per input structure, always XLA."""
+    del jit_compile  # JAX always compiles with XLA.
+    return jax.jit(fn)
+
+
+def precision(dtype: str):
+    """A context for scoring in `dtype`.
+
+    JAX computes in float32 unless 64-bit types are enabled; `"float64"`
+    enables them for the duration of the context only (`jax.enable_x64`), so
+    the scoring copy's variables, the computation and the scores are float64
+    and nothing outside scoring changes.
+    """
+    if dtype == "float64":
+        return jax.enable_x64(True)
+    return contextlib.nullcontext()

@@ -1,0 +1,43 @@
+"""TensorFlow half of the autodiff seam (see `autodiff.py`)."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable
+
+import tensorflow as tf
+
+
+def value_and_grad(fn: Callable, has_aux: bool = False) -> Callable:
+    """Returns `g(params, *args) -> (value, grads)` for `fn(params, *args)`.
+
+    Args:
+        fn: maps a list of parameter tensors (and extra arguments, not
+            differentiated) to a scalar, or to `(scalar, aux)` if `has_aux`.
+        has_aux: whether `fn` also returns auxiliary outputs.
+
+    Returns:
+        A function returning `(value, grads)` (or `((value, aux), grads)`), with
+        `grads` a list like `params`; zeros where `value` does not depend on a
+        parameter. Nested calls record the inner gradient on the outer tape.
+    """
+    def wrapped(params, *args, **kwargs):
+        params = list(params)
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            out = fn(params, *args, **kwargs)
+            value = out[0] if has_aux else out
+        grads = tape.gradient(value, params,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return out, grads
+    return wrapped
+
+
+def function(fn: Callable, jit_compile: bool = False) -> Callable:
+    """Compiles `fn` into a graph (`tf.function`), optionally with XLA."""
+    return tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+
+
+def precision(dtype: str):
+    """A context for scoring in `dtype`; TensorFlow has float64 always on."""
+    return contextlib.nullcontext()
