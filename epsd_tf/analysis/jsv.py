@@ -21,32 +21,35 @@ from __future__ import annotations
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
+
+from epsd_tf.pruning import autodiff
 
 
-def _input_jacobians(model: keras.Model, images: tf.Tensor, training: bool) -> tf.Tensor:
+def _input_jacobians(model: keras.Model, images, training: bool) -> np.ndarray:
     """Per-example Jacobians of float32 logits w.r.t. the inputs, `[B, K, H, W, C]`.
 
     The model runs through `stateless_call`, so `training=True` (BatchNorm on
     batch statistics) never updates the model's moving statistics. In
-    inference mode examples are independent and `batch_jacobian` is exact. In
-    training mode BatchNorm couples the examples of a batch, so the full
-    Jacobian `[B, K, B, H, W, C]` is taken and its diagonal blocks
+    inference mode examples are independent and the per-example Jacobian is
+    exact. In training mode BatchNorm couples the examples of a batch, so the
+    full Jacobian `[B, K, B, H, W, C]` is taken and its diagonal blocks
     `∂ logits_i / ∂ x_i` kept (they include the path through the batch
-    statistics); this costs `B` times more memory.
+    statistics); this costs `B` times more memory. The autodiff is the
+    backend seam's (`epsd_tf.pruning.autodiff.jacobian`).
     """
     trainable = [v.value for v in model.trainable_variables]
     non_trainable = [v.value for v in model.non_trainable_variables]
-    with tf.GradientTape(persistent=False) as tape:
-        tape.watch(images)
-        logits, _ = model.stateless_call(trainable, non_trainable, images, training=training)
-        logits = tf.cast(logits, tf.float32)  # [B, K]
+
+    def logits(x):
+        outputs, _ = model.stateless_call(trainable, non_trainable, x, training=training)
+        return ops.cast(outputs, "float32")  # [B, K]
+
     if not training:
-        return tape.batch_jacobian(logits, images)
-    full = tape.jacobian(logits, images)  # [B, K, B, H, W, C]
-    full = tf.transpose(full, [0, 2, 1] + list(range(3, len(full.shape))))  # [B, B, K, ...]
-    index = tf.range(tf.shape(images)[0])
-    return tf.gather_nd(full, tf.stack([index, index], axis=1))  # [B, K, H, W, C]
+        return ops.convert_to_numpy(autodiff.jacobian(logits, images, per_example=True))
+    full = ops.convert_to_numpy(autodiff.jacobian(logits, images, per_example=False))
+    index = np.arange(images.shape[0])
+    return full[index, :, index]  # [B, K, H, W, C]
 
 
 def _check_images(model: keras.Model, images) -> np.ndarray:
@@ -93,8 +96,8 @@ def mean_jsv(model: keras.Model, images, *, training: bool = False,
     images = _check_images(model, images)
     per_example = []
     for start in range(0, len(images), batch_size):
-        batch = tf.constant(images[start:start + batch_size])
-        jacobians = _input_jacobians(model, batch, training).numpy()
+        batch = ops.convert_to_tensor(images[start:start + batch_size])
+        jacobians = _input_jacobians(model, batch, training)
         jacobians = jacobians.reshape(jacobians.shape[0], jacobians.shape[1], -1)  # [B, K, D]
         singular_values = np.linalg.svd(jacobians.astype(np.float64), compute_uv=False)  # [B, r]
         per_example.append(singular_values.mean(axis=1))

@@ -20,8 +20,9 @@ normalisation, `ignore="biasbn"`):
   matching PyTorch's per-output-channel slices in Li et al.'s code.
 
 `landscape_1d/2d` evaluate the loss at `θ + α·d1 (+ β·d2)` with the model in
-inference mode (BN on its moving statistics) and always restore the original
-weights exactly (they are copied, never recomputed from the perturbed values).
+inference mode (BN on its moving statistics) through `model.stateless_call`
+on the perturbed values (compiled by the backend seam,
+`epsd_tf.pruning.autodiff.function`): the model's variables are never changed.
 """
 
 from __future__ import annotations
@@ -31,9 +32,10 @@ from typing import Iterable, Sequence
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from epsd_tf.distill import losses
+from epsd_tf.pruning import autodiff
 
 _EPSILON = 1e-10  # avoids 0/0 for fully pruned filters (their direction stays 0)
 
@@ -102,7 +104,7 @@ def random_direction(model: keras.Model, seed: int, filter_normalize: bool = Tru
     return direction
 
 
-def _materialise(data, num_batches: int | None) -> list[tuple[tf.Tensor, tf.Tensor]]:
+def _materialise(data, num_batches: int | None) -> list:
     """Takes the evaluation batches once, so every grid point sees the same data."""
     if num_batches is not None and num_batches < 1:
         raise ValueError(f"num_batches must be >= 1 or None, got {num_batches!r}")
@@ -113,7 +115,7 @@ def _materialise(data, num_batches: int | None) -> list[tuple[tf.Tensor, tf.Tens
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             raise ValueError("dataset_or_batches must yield (images, labels) pairs, got "
                              f"a {type(batch).__name__}")
-    return [(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(y)) for x, y in batches]
+    return [(ops.convert_to_tensor(x, "float32"), ops.convert_to_tensor(y)) for x, y in batches]
 
 
 def _check_direction(direction: dict, variables: dict[str, keras.Variable], label: str) -> None:
@@ -129,38 +131,46 @@ def _check_direction(direction: dict, variables: dict[str, keras.Variable], labe
                              f"the variable has {tuple(variable.shape)}")
 
 
-def _evaluate(forward, batches) -> tuple[float, float]:
+def _evaluate(forward, trainable, batches) -> tuple[float, float]:
     """Example-weighted mean cross-entropy and accuracy (as `model.evaluate` weights)."""
     loss_sum, correct, count = 0.0, 0.0, 0
     for images, labels in batches:
-        logits = forward(images)  # [B, K] float32
-        loss_sum += float(tf.reduce_sum(losses.cross_entropy(labels, logits)))
-        predictions = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        correct += float(tf.reduce_sum(tf.cast(
-            predictions == tf.cast(tf.reshape(labels, [-1]), tf.int32), tf.float32)))
+        loss, hits = forward(trainable, images, labels)
+        loss_sum += float(loss)
+        correct += float(hits)
         count += int(images.shape[0])
     return loss_sum / count, correct / count
 
 
 def _grid(model, data, directions, coefficient_grid, num_batches):
-    """Loss/accuracy at `θ + Σ_k c_k · d_k` for each coefficient tuple; restores θ."""
+    """Loss/accuracy at `θ + Σ_k c_k · d_k` for each coefficient tuple (θ untouched)."""
     variables = _trainable_by_path(model)
     for label, direction in directions.items():
         _check_direction(direction, variables, label)
     batches = _materialise(data, num_batches)
     originals = {path: keras.ops.convert_to_numpy(v).copy() for path, v in variables.items()}
-    forward = tf.function(lambda images: tf.cast(model(images, training=False), tf.float32),
-                          reduce_retracing=True)
+    position = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    order = sorted(variables, key=lambda path: position[id(variables[path])])
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    def forward(trainable, images, labels):
+        """Summed cross-entropy and correct count of one batch at `trainable`."""
+        logits, _ = model.stateless_call(trainable, non_trainable, images, training=False)
+        logits = ops.cast(logits, "float32")  # [B, K]
+        labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
+        hits = ops.cast(ops.equal(ops.cast(ops.argmax(logits, axis=-1), "int32"), labels),
+                        "float32")
+        return ops.sum(losses.cross_entropy(labels, logits)), ops.sum(hits)
+
+    forward = autodiff.function(forward)
     results = []
-    try:
-        for coefficients in coefficient_grid:
-            for path, variable in variables.items():
-                offset = sum(c * d[path] for c, d in zip(coefficients, directions.values()))
-                variable.assign((originals[path] + offset).astype(originals[path].dtype))
-            results.append(_evaluate(forward, batches))
-    finally:
-        for path, variable in variables.items():
-            variable.assign(originals[path])
+    for coefficients in coefficient_grid:
+        trainable = []
+        for path in order:
+            offset = sum(c * d[path] for c, d in zip(coefficients, directions.values()))
+            trainable.append(ops.convert_to_tensor(
+                (originals[path] + offset).astype(originals[path].dtype)))
+        results.append(_evaluate(forward, trainable, batches))
     return np.array(results, dtype=np.float64)  # [points, 2]: loss, accuracy
 
 

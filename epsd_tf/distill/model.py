@@ -164,6 +164,7 @@ class SelfDistillationModel(keras.Model):
             kwargs.setdefault("shuffle", False)  # a Dataset shuffles itself
         elif isinstance(x, keras.utils.PyDataset):
             batch, examples_per_epoch = self.check_py_dataset(x)
+            kwargs.setdefault("shuffle", False)  # it orders its own batches
         self.method_step.check_fit(
             x, epochs, is_dataset=is_dataset, batch=batch,
             examples_per_epoch=examples_per_epoch, replicas=self.replicas)

@@ -11,13 +11,16 @@ BatchNorm statistics, DLB's carried batch, PS-KD's table rows, the metrics —
 come back as new state values. Nothing of the method is duplicated here.
 
 Masks: Keras' `optimizer.stateless_apply` applies variable constraints in a
-scope that maps only the optimizer and trainable values, so a
-`MaskConstraint` there reads the purged mask variable (its "ones"
-initializer). The step re-applies every constraint with the whole state
-mapped, so pruned weights are exactly 0 after each update, as on TF.
+scope that maps only the optimizer and trainable values, so a `MaskConstraint`
+there would read the purged mask variable and fail. The step applies the
+update with the constraints set aside (`_constraints_deferred`, at trace time)
+and then every constraint with the whole state mapped, so pruned weights are
+exactly 0 after each update, as on TF.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import jax
 import keras
@@ -30,6 +33,19 @@ def _values(scope, variables, defaults) -> list:
         value = scope.get_current_value(variable)
         values.append(default if value is None else value)
     return values
+
+
+@contextlib.contextmanager
+def _constraints_deferred(variables):
+    """Sets the variables' constraints aside while Python traces the block."""
+    constraints = [variable.constraint for variable in variables]
+    for variable in variables:
+        variable.constraint = None
+    try:
+        yield constraints
+    finally:
+        for variable, constraint in zip(variables, constraints):
+            variable.constraint = constraint
 
 
 def train_step(model, state, data):
@@ -51,16 +67,17 @@ def train_step(model, state, data):
 
     (_, (parts, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         trainable)
-    trainable, optimizer_values = model.optimizer.stateless_apply(
-        optimizer_values, grads, trainable)
+    with _constraints_deferred(trainable_vars) as constraints:
+        trainable, optimizer_values = model.optimizer.stateless_apply(
+            optimizer_values, grads, trainable)
 
     mapping = (list(zip(trainable_vars, trainable))
                + list(zip(non_trainable_vars, non_trainable))
                + list(zip(optimizer_vars, optimizer_values))
                + list(zip(metric_vars, metric_values)))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        trainable = [value if variable.constraint is None else variable.constraint(value)
-                     for variable, value in zip(trainable_vars, trainable)]
+        trainable = [value if constraint is None else constraint(value)
+                     for constraint, value in zip(constraints, trainable)]
         logs = model.finish_train_step(features, labels, parts)
     non_trainable = _values(scope, non_trainable_vars, non_trainable)
     metric_values = _values(scope, metric_vars, metric_values)

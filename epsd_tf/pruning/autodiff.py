@@ -1,7 +1,8 @@
 """The autodiff seam of the scorers: gradients, compilation and precision.
 
 Scorers write their math in `keras.ops` on lists of parameter tensors and use
-only `value_and_grad`, `function` and `precision` from here. This file picks
+only `value_and_grad`, `function`, `jacobian` and `precision` from here
+(Mean-JSV and the loss landscapes use it too). This file picks
 the backend's version once, at import (Keras fixes the backend per process):
 
 * TensorFlow (`autodiff_tf.py`): `tf.GradientTape`, `tf.function`.
@@ -20,13 +21,15 @@ import keras
 BACKENDS = ("jax", "tensorflow")
 
 if keras.backend.backend() == "jax":
-    from epsd_tf.pruning.autodiff_jax import function, precision, value_and_grad
+    from epsd_tf.pruning.autodiff_jax import (function, jacobian, precision,
+                                              value_and_grad)
 elif keras.backend.backend() == "tensorflow":
-    from epsd_tf.pruning.autodiff_tf import function, precision, value_and_grad
+    from epsd_tf.pruning.autodiff_tf import (function, jacobian, precision,
+                                             value_and_grad)
 else:
     def _unsupported(*args, **kwargs):
         raise ValueError(f"epsd_tf scoring runs on the Keras backends {list(BACKENDS)}; "
                          f"KERAS_BACKEND is {keras.backend.backend()!r}")
-    function = precision = value_and_grad = _unsupported
+    function = jacobian = precision = value_and_grad = _unsupported
 
-__all__ = ["BACKENDS", "function", "precision", "value_and_grad"]
+__all__ = ["BACKENDS", "function", "jacobian", "precision", "value_and_grad"]

@@ -48,3 +48,19 @@ def precision(dtype: str):
     if dtype == "float64":
         return jax.enable_x64(True)
     return contextlib.nullcontext()
+
+
+def jacobian(fn: Callable, x, per_example: bool):
+    """Jacobian of `fn(x) -> [B, K]` w.r.t. `x` `[B, ...]`.
+
+    Returns `[B, K, ...]` (the diagonal blocks, by `jax.vmap` of `jax.jacrev`
+    over single examples) if `per_example`, else the full `[B, K, B, ...]`.
+    """
+    import jax.numpy as jnp
+
+    x = jnp.asarray(x)
+    if per_example:
+        def single(example):
+            return fn(example[None])[0]
+        return jax.vmap(jax.jacrev(single))(x)
+    return jax.jacrev(fn)(x)

@@ -41,3 +41,16 @@ def function(fn: Callable, jit_compile: bool = False) -> Callable:
 def precision(dtype: str):
     """A context for scoring in `dtype`; TensorFlow has float64 always on."""
     return contextlib.nullcontext()
+
+
+def jacobian(fn: Callable, x, per_example: bool):
+    """Jacobian of `fn(x) -> [B, K]` w.r.t. `x` `[B, ...]`.
+
+    Returns `[B, K, ...]` (`batch_jacobian`, for examples that do not interact)
+    if `per_example`, else the full `[B, K, B, ...]`.
+    """
+    x = tf.convert_to_tensor(x)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    return tape.batch_jacobian(y, x) if per_example else tape.jacobian(y, x)
