@@ -25,13 +25,21 @@ REPLICA_LOCAL = {"synchronization": "on_read", "aggregation": "only_first_replic
 GLOBAL = {"synchronization": "on_write", "aggregation": "only_first_replica"}
 
 if keras.backend.backend() == "jax":
-    from epsd_tf.distill.distribution_jax import (all_gather, gather_rows, num_replicas,
-                                                  scale_loss_for_distribution,
-                                                  scatter_rows)
+    from epsd_tf.distill.distribution_jax import (
+        all_gather,
+        gather_rows,
+        num_replicas,
+        scale_loss_for_distribution,
+        scatter_rows,
+    )
 else:
-    from epsd_tf.distill.distribution_tf import (all_gather, gather_rows, num_replicas,
-                                                 scale_loss_for_distribution,
-                                                 scatter_rows)
+    from epsd_tf.distill.distribution_tf import (
+        all_gather,
+        gather_rows,
+        num_replicas,
+        scale_loss_for_distribution,
+        scatter_rows,
+    )
 
 __all__ = ["GLOBAL", "REPLICA_LOCAL", "all_gather", "gather_rows", "num_replicas",
            "scale_loss_for_distribution", "scatter_rows"]

@@ -21,11 +21,9 @@ import keras
 BACKENDS = ("jax", "tensorflow")
 
 if keras.backend.backend() == "jax":
-    from epsd_tf.pruning.autodiff_jax import (function, jacobian, precision,
-                                              value_and_grad)
+    from epsd_tf.pruning.autodiff_jax import function, jacobian, precision, value_and_grad
 elif keras.backend.backend() == "tensorflow":
-    from epsd_tf.pruning.autodiff_tf import (function, jacobian, precision,
-                                             value_and_grad)
+    from epsd_tf.pruning.autodiff_tf import function, jacobian, precision, value_and_grad
 else:
     def _unsupported(*args, **kwargs):
         raise ValueError(f"epsd_tf scoring runs on the Keras backends {list(BACKENDS)}; "
