@@ -4,8 +4,9 @@ Both backends cannot run in one process, so this script, run under TensorFlow,
 writes `tests/fixtures/backend_reference.npz`: a tiny conv+BN+dense network's
 initial weights, the batches, and what TensorFlow computes from them — every
 scorer's scores (SNIP, GraSP, SynFlow, ProsPr and EPSD with DLB/CS-KD/PS-KD,
-full and first order), the masks they give, and two `SelfDistillationModel`
-training steps of each SD method on a pruned copy (losses and weights).
+full and first order), the masks they give, two `SelfDistillationModel`
+training steps of each SD method on a pruned copy (losses and weights),
+Mean-JSV per example and a 1-D loss landscape.
 
     python tools/make_backend_fixture.py            # (re)write the fixture (TF)
 
@@ -139,12 +140,28 @@ def _train(inputs: dict, method: str, masks: dict) -> dict:
     return out
 
 
+def _analysis(inputs: dict) -> dict:
+    """Mean-JSV per example (both BN modes) and a 1-D loss landscape."""
+    from epsd_tf.analysis import jsv, landscape
+
+    model = _model(inputs)
+    images, labels = inputs["image"][:8], inputs["label"][:8]
+    direction = landscape.random_direction(model, seed=0)
+    return {
+        "analysis/jsv_inference": jsv.mean_jsv(model, images, batch_size=4)["per_example"],
+        "analysis/jsv_training": jsv.mean_jsv(model, images, training=True,
+                                              batch_size=4)["per_example"],
+        "analysis/landscape_loss": landscape.landscape_1d(
+            model, [(images, labels)], direction, [-0.5, 0.0, 0.5])["loss"],
+    }
+
+
 def compute(inputs: dict) -> dict:
     """Everything compared across backends, as `{key: numpy array}`."""
     from epsd_tf import pruning
     from epsd_tf.pruning import scorers
 
-    out = {}
+    out = _analysis(inputs)
     masks_for_training = None
     for case, (scorer, settings, kind) in SCORER_CASES.items():
         scores = scorers.score(_model(inputs), _batches(inputs, kind), scorer, **settings)

@@ -164,3 +164,15 @@ def test_backup_and_restore_resumes_with_method_state(kind, tmp_path):
         np.testing.assert_array_equal(restored, expected)
     assert resumed.epochs == [1, 2]
     assert any(np.any(v != 0) for v in saved if v.ndim >= 1)
+
+
+def test_mixed_float16_trains_with_loss_scaling():
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = _model("dlb", lr=0.05)
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        history = model.fit(helpers.MethodBatches("dlb"), epochs=2, verbose=0)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert history.history["sd_loss"][-1] > 0
