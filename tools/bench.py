@@ -14,6 +14,10 @@ Suites (each a `run(quick) -> dict` in tools/benchmarks/):
   distill   images/s of each SD method against stock model.fit doing the same
             forward/backward work (target overhead <= 1.15)
   export    dense vs sparse TFLite size and latency (ResNet-20, MobileNetV2)
+  gpu       Keras-JAX on a GPU (not in the default list; `--smoke`: tiny sizes on
+            CPU): SD step / stock fit, EPSD scoring / train step, TF-free input
+            path / data on the device, epsd_tf DLB / PyTorch eager DLB, peak
+            memory of ResNet-18 scoring (tools/benchmarks/gpu.py)
 
 Timings on a shared or busy machine are noisy; the ratios are measured
 back to back in one process so that load affects both sides alike.
@@ -34,10 +38,12 @@ from absl import logging  # noqa: E402
 
 from epsd_tf import files  # noqa: E402
 
-SUITES = ("pipeline", "pruning", "distill", "export")
+SUITES = ("pipeline", "pruning", "distill", "export", "gpu")
+DEFAULT_SUITES = ("pipeline", "pruning", "distill", "export")  # gpu: by name, on a GPU
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_enum("suite", list(SUITES), SUITES, "Suites to run.")
+flags.DEFINE_multi_enum("suite", list(DEFAULT_SUITES), SUITES, "Suites to run.")
+flags.DEFINE_bool("smoke", False, "gpu suite only: tiny sizes, to check it runs on CPU.")
 flags.DEFINE_bool("quick", False, "Fewer steps: a fast, noisier look.")
 flags.DEFINE_string("output", "runs/bench.json", "Where to write the JSON results.")
 
@@ -54,7 +60,8 @@ def main(argv):
         logging.info("running benchmark suite %r", suite)
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.{suite}")
-        results[suite] = module.run(quick=FLAGS.quick)
+        extra = {"smoke": FLAGS.smoke} if suite == "gpu" else {}
+        results[suite] = module.run(quick=FLAGS.quick, **extra)
         results[suite]["suite_seconds"] = time.perf_counter() - start
         sys.stdout.write(f"{suite}: {json.dumps(results[suite], indent=2)}\n")
         sys.stdout.flush()
