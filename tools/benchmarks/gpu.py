@@ -218,6 +218,9 @@ def input_path(cfg: dict) -> dict:
 
 def torch_dlb(cfg: dict) -> dict:
     """epsd_tf DLB images/s / PyTorch eager DLB images/s (same ResNet-20, batch)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
     try:
         import torch_dlb as reference  # noqa: PLC0415  (PyTorch: GPU machine only)
     except ImportError as error:
