@@ -2,7 +2,7 @@
 
 tests/jax/test_backend_equivalence.py compares JAX against this fixture; this
 test fails when the TensorFlow side changes without re-running
-`python tools/make_backend_fixture.py`.
+`python -m tools.make_backend_fixture` (repository root).
 """
 
 import keras

@@ -8,7 +8,7 @@ full and first order), the masks they give, two `SelfDistillationModel`
 training steps of each SD method on a pruned copy (losses and weights),
 Mean-JSV per example and a 1-D loss landscape.
 
-    python tools/make_backend_fixture.py            # (re)write the fixture (TF)
+    python -m tools.make_backend_fixture      # from the repository root, on TF
 
 `tests/jax/test_backend_equivalence.py` recomputes everything under JAX from
 the stored weights and batches and compares; `tests/test_backend_fixture.py`
@@ -22,8 +22,6 @@ import os
 import sys
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402

@@ -24,12 +24,14 @@ ResNet-20, 28x28x1, 10 classes, batch B = 128, float32, unless noted.
                     fresh process state; `memory_stats()` of the device)
 
 Run: `KERAS_BACKEND=jax python tools/bench.py --suite=gpu` (the lead's H200
-figures are in README.md), or `python tools/benchmarks/gpu.py [--smoke]`;
+figures are in README.md), or, from the repository root without installing,
+`KERAS_BACKEND=jax PYTHONPATH=. python tools/benchmarks/gpu.py [--smoke]`;
 `--smoke` runs every part with tiny sizes on CPU (a test does, on JAX).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import statistics
 import sys
@@ -218,11 +220,10 @@ def input_path(cfg: dict) -> dict:
 
 def torch_dlb(cfg: dict) -> dict:
     """epsd_tf DLB images/s / PyTorch eager DLB images/s (same ResNet-20, batch)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    if here not in sys.path:
-        sys.path.insert(0, here)
+    # `benchmarks.torch_dlb` under tools/bench.py; `torch_dlb` beside a script run.
+    name = f"{__package__}.torch_dlb" if __package__ else "torch_dlb"
     try:
-        import torch_dlb as reference  # noqa: PLC0415  (PyTorch: GPU machine only)
+        reference = importlib.import_module(name)  # PyTorch: GPU machine only
     except ImportError as error:
         return {"skipped": f"PyTorch not importable: {error}"}
     trainer = reference.make_trainer(cfg["batch"], cfg["image_shape"], cfg["num_classes"])
@@ -308,8 +309,5 @@ def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS) 
 if __name__ == "__main__":
     import json
 
-    _here = os.path.dirname(os.path.abspath(__file__))
-    sys.path.insert(0, os.path.dirname(os.path.dirname(_here)))
-    sys.path.insert(0, _here)
     sys.stdout.write(json.dumps(run(quick="--quick" in sys.argv, smoke="--smoke" in sys.argv),
                                 indent=2) + "\n")
