@@ -4,6 +4,11 @@ Scorers never touch a model's variables: they read the values once into a
 `ModelState`, run `model.stateless_call` on tensors and drop every returned
 state update (BatchNorm moving statistics included). The model is unchanged
 after scoring.
+
+`ModelState(model, dtype="float64")` reads the parameters of a float64 copy of
+the model (`model_masks.cast_model`) instead, so that the whole scoring
+computation runs in double precision (issue 14: how much of a mask is float32
+round-off); the model itself is not touched.
 """
 
 from __future__ import annotations
@@ -29,9 +34,16 @@ class ModelState:
         theta_init: the prunable kernels' current values, unmasked.
         trainable_init: values of `model.trainable_variables`.
         non_trainable: values of `model.non_trainable_variables`.
+        dtype: the dtype of the scoring computation and of the scores.
     """
 
-    def __init__(self, model: keras.Model):
+    def __init__(self, model: keras.Model, dtype: str = "float32"):
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"Unknown score dtype {dtype!r}; valid: ['float32', 'float64']")
+        if dtype == "float64":
+            model_masks.prunable_weights(model)  # a clear error if unbuilt
+            model = model_masks.cast_model(model, "float64")
+        self.dtype = dtype
         weights = model_masks.prunable_weights(model)
         if not weights:
             raise ValueError(f"Model {model.name!r} has no prunable weights.")
@@ -85,8 +97,8 @@ class ModelState:
         return outputs
 
     def to_scores(self, values: list) -> dict[str, np.ndarray]:
-        """`{name: float32 numpy array}` from a list in `names` order."""
-        return {name: np.asarray(ops.convert_to_numpy(v), dtype="float32")
+        """`{name: numpy array in self.dtype}` from a list in `names` order."""
+        return {name: np.asarray(ops.convert_to_numpy(v), dtype=self.dtype)
                 for name, v in zip(self.names, values)}
 
 

@@ -5,6 +5,11 @@ Score the prunable weights of a freshly initialised model, keep the top
 re-scoring the survivors from θ_init each round), and return a wrapped clone
 whose weights are exactly `m ⊙ θ_init` with every other variable as initialised
 (METHOD.md §1–3). Every argument is checked before any scoring starts.
+
+Scoring batches are read once, before the first round, so every round (and the
+float32/float64 stability pass) scores the same data. Given a `DataSplits`,
+they are the first batches of `data.for_method(splits, method, seed=seed)`, a
+fresh seed-shuffled view, so they depend on the seed only.
 """
 
 from __future__ import annotations
@@ -14,28 +19,37 @@ from typing import Iterable
 import keras
 from absl import logging
 
+from epsd_tf import data as data_lib
 from epsd_tf.distill import methods
 from epsd_tf.pruning import masks as masks_lib
 from epsd_tf.pruning import model_masks, report as report_lib, sanity as sanity_lib
-from epsd_tf.pruning import scorers
+from epsd_tf.pruning import progress as progress_lib
+from epsd_tf.pruning import scorers, stability
 from epsd_tf.pruning.model_state import take_batches
 
 
-def prune_at_init(model: keras.Model, batches: Iterable | None, sparsity: float,
+def prune_at_init(model: keras.Model, batches, sparsity: float,
                   scorer: str = "epsd", method=None, scope: str = "global",
                   inner_steps: int = 3, inner_lr: float = 0.1, first_order: bool = False,
                   rounds: int | None = None, keep_dense: Iterable[str] = (),
                   min_density: float = 0.0, allow_empty_layers: bool = False,
                   layer_density: str = "uniform", num_batches: int = 1,
                   sanity: str | None = None, seed: int = 0,
-                  jit_compile: bool = False) -> tuple[keras.Model, dict]:
+                  jit_compile: bool = False, score_dtype: str = "float32",
+                  score_stability: bool = False) -> tuple[keras.Model, dict]:
     """Prunes `model` at initialisation; returns `(pruned wrapped clone, report)`.
 
     Args:
         model: built Functional/Sequential Keras model at its initial weights;
             not modified.
-        batches: iterable / `tf.data.Dataset` of `(x, y)` (x an image batch or
-            the dict of `method.batch_kind`); None for data-free scorers.
+        batches: the scoring data: a `data.DataSplits` (scored on the first
+            batches of `data.for_method(splits, method, seed=seed)`: the same
+            batches for the same seed, however often the splits were iterated),
+            or an iterable / `tf.data.Dataset` of `(x, y)` (x an image batch or
+            the dict of `method.batch_kind`), of which the next iteration's
+            first batches are used (a pipeline that reshuffles on every
+            iteration gives other batches on every call); None for data-free
+            scorers.
         sparsity: fraction of the (non keep-dense) prunable weights removed, [0, 1).
         scorer: one of `scorers.SCORERS`.
         method: SD method (object or name) whose loss the `epsd` scorer uses.
@@ -49,8 +63,16 @@ def prune_at_init(model: keras.Model, batches: Iterable | None, sparsity: float,
         layer_density: `"uniform"` or `"erk"` (layer-wise scope).
         num_batches: batches summed by SNIP/GraSP.
         sanity: None, `"shuffle"`, `"invert"` or `"reinit"` (ablations).
-        seed: seeds the random scorer and the sanity transforms.
+        seed: seeds the random scorer, the sanity transforms and (with a
+            `DataSplits`) the scoring batches.
         jit_compile: XLA-compile the ProsPr/EPSD meta-gradient.
+        score_dtype: `"float32"` or `"float64"`: the precision of the scoring
+            computation (a float64 copy of the model); the returned network
+            keeps its own dtype. Masks depend on the scores only.
+        score_stability: also score in the other dtype and put the overlap of
+            the two kept sets (global and per layer) in the report as
+            `score_stability` (before the `shuffle` sanity transform). Doubles
+            the scoring cost.
 
     Returns:
         The pruned model (wrapped in `PruneLowMagnitude`, masks set, kernels
@@ -61,7 +83,8 @@ def prune_at_init(model: keras.Model, batches: Iterable | None, sparsity: float,
     """
     # --- validate everything first ---
     sparsity = masks_lib.check_sparsity(sparsity)
-    scorers.check_scorer(scorer)
+    record = scorers.get(scorer)
+    scorers.check_score_dtype(score_dtype)
     masks_lib.check_mask_options(scope, layer_density, min_density)
     sanity_lib.check_sanity(sanity)
     method = methods.get(method)
@@ -76,27 +99,39 @@ def prune_at_init(model: keras.Model, batches: Iterable | None, sparsity: float,
     if not pool:
         raise ValueError(f"keep_dense={list(keep_dense)} covers every prunable layer; "
                          "nothing left to prune.")
-    rounds = scorers.DEFAULT_ROUNDS.get(scorer, 1) if rounds is None else rounds
+    rounds = record.default_rounds if rounds is None else rounds
     schedule = masks_lib.exponential_schedule(sparsity, rounds)
-    settings = scorers.scorer_settings(scorer, {
+    settings = record.accepted({
         "method": method, "inner_steps": inner_steps, "inner_lr": inner_lr,
         "first_order": first_order, "num_batches": num_batches, "seed": seed,
         "jit_compile": jit_compile})
-    taken = take_batches(batches, scorers.batches_needed(scorer, settings), scorer)
-    score_fn = scorers.make_scorer(model, taken, scorer, **settings)
+    taken = take_batches(_scoring_view(batches, method, seed, record),
+                         record.batches_needed(settings), record.name)
 
     # --- score and mask, round by round ---
-    keep = "lowest" if scorer in scorers.PRUNE_HIGHEST else "highest"
-    masks = None
-    for round_index, round_sparsity in enumerate(schedule):
-        scores = {name: value for name, value in score_fn(masks).items() if name in pool}
-        ranked = sanity_lib.invert(scores) if sanity == "invert" else scores
-        masks = masks_lib.masks_from_scores(
-            ranked, round_sparsity, scope=scope, layer_density=layer_density,
-            min_density=min_density, allow_empty_layers=allow_empty_layers, keep=keep,
-            previous_masks=masks)
-        logging.info("Pruning round %d/%d (%s): sparsity %.4f", round_index + 1, rounds,
-                     scorer, round_sparsity)
+    def masks_in(dtype: str):
+        score_fn = scorers.make_scorer(model, taken, record, score_dtype=dtype, **settings)
+        progress = progress_lib.RoundProgress(rounds, f"Scoring {record.name} ({dtype})")
+        masks = None
+        for round_index, round_sparsity in enumerate(schedule):
+            scores = {name: value for name, value in score_fn(masks).items()
+                      if name in pool}
+            ranked = sanity_lib.invert(scores) if sanity == "invert" else scores
+            masks = masks_lib.masks_from_scores(
+                ranked, round_sparsity, scope=scope, layer_density=layer_density,
+                min_density=min_density, allow_empty_layers=allow_empty_layers,
+                keep=record.keep, previous_masks=masks)
+            progress.update(round_index + 1, round_sparsity)
+        return masks, scores
+
+    masks, scores = masks_in(score_dtype)
+    stable = None
+    if score_stability:
+        other = "float32" if score_dtype == "float64" else "float64"
+        stable = {"dtypes": [score_dtype, other],
+                  **stability.kept_overlap(masks, masks_in(other)[0])}
+        logging.info("Kept-set overlap %s vs %s scores: %.4f", score_dtype, other,
+                     stable["global"])
     if sanity == "shuffle":
         masks = sanity_lib.shuffle(masks, seed)
 
@@ -105,9 +140,19 @@ def prune_at_init(model: keras.Model, batches: Iterable | None, sparsity: float,
     if sanity == "reinit":
         sanity_lib.reinit(pruned, seed)
     report = report_lib.build_report(pruned, scores, target_sparsity=sparsity, settings={
-        "scorer": scorer, "method": method.name, "scope": scope, "rounds": rounds,
+        "scorer": record.name, "method": method.name, "scope": scope, "rounds": rounds,
         "layer_density": layer_density, "min_density": min_density,
         "keep_dense": list(keep_dense), "sanity": sanity, "seed": seed,
-        **{k: v for k, v in settings.items() if k != "method"}})
+        "score_dtype": score_dtype,
+        **{k: v for k, v in settings.items() if k != "method"}},
+        score_stability=stable)
     report_lib.log_report(report)
     return pruned, report
+
+
+def _scoring_view(batches, method, seed: int, record):
+    """The iterable scoring batches come from (see `prune_at_init`'s `batches`)."""
+    if isinstance(batches, data_lib.DataSplits):
+        # A fresh seed-shuffled view: its first iteration depends on the seed only.
+        return None if record.data_free else data_lib.for_method(batches, method, seed=seed)
+    return batches

@@ -21,13 +21,25 @@ def _stats(values) -> dict | None:
             "mean": float(values.mean()), "std": float(values.std())}
 
 
+HISTOGRAM_BINS = 30
+
+
+def _histogram(values) -> dict | None:
+    """Equal-width histogram of a layer's scores (for TensorBoard and plots)."""
+    if values is None:
+        return None
+    counts, edges = np.histogram(np.asarray(values, np.float64).ravel(), HISTOGRAM_BINS)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
 def _sparsity(pruned: int, total: int) -> float:
     return pruned / total if total else 0.0
 
 
 def build_report(model: keras.Model, scores: Mapping[str, np.ndarray] | None = None,
                  target_sparsity: float | None = None,
-                 settings: Mapping | None = None) -> dict:
+                 settings: Mapping | None = None,
+                 score_stability: Mapping | None = None) -> dict:
     """Report of a (wrapped) model's masks.
 
     Args:
@@ -35,11 +47,14 @@ def build_report(model: keras.Model, scores: Mapping[str, np.ndarray] | None = N
         scores: the final scores, for per-layer statistics (optional).
         target_sparsity: the requested sparsity of the pruned pool (optional).
         settings: how the masks were made (scorer, method, ...), stored as is.
+        score_stability: the float32-vs-float64 kept-set overlap
+            (`stability.kept_overlap` plus the two dtypes), stored as is.
 
     Returns:
         `{"layers": [row, ...], "totals": {...}, "target_sparsity", "settings"}`;
         a row has `name, layer, shape, parameters, kept, sparsity, masked,
-        score` (min/max/mean/std or None). Totals give sparsity over the masked
+        score` (min/max/mean/std or None), `score_histogram` (`edges`,
+        `counts`; or None) and, with `score_stability`, `kept_overlap`. Totals give sparsity over the masked
         pool, over all prunable weights and over every model weight.
     """
     rows = []
@@ -51,7 +66,10 @@ def build_report(model: keras.Model, scores: Mapping[str, np.ndarray] | None = N
             "shape": [int(d) for d in weight.variable.shape], "parameters": parameters,
             "kept": kept, "sparsity": _sparsity(parameters - kept, parameters),
             "masked": weight.mask is not None,
-            "score": _stats(scores.get(weight.name)) if scores else None})
+            "score": _stats(scores.get(weight.name)) if scores else None,
+            "score_histogram": _histogram(scores.get(weight.name)) if scores else None})
+        if score_stability:
+            rows[-1]["kept_overlap"] = score_stability["layers"].get(weight.name)
     mask_ids = {id(w.mask) for w in model_masks.prunable_weights(model) if w.mask is not None}
     model_parameters = sum(int(math.prod(v.shape)) for v in model.weights
                            if id(v) not in mask_ids)
@@ -68,8 +86,11 @@ def build_report(model: keras.Model, scores: Mapping[str, np.ndarray] | None = N
         "model_parameters": model_parameters, "model_pruned": pruned,
         "model_sparsity": _sparsity(pruned, model_parameters),
     }
-    return {"layers": rows, "totals": totals, "target_sparsity": target_sparsity,
-            "settings": dict(settings or {})}
+    report = {"layers": rows, "totals": totals, "target_sparsity": target_sparsity,
+              "settings": dict(settings or {})}
+    if score_stability:
+        report["score_stability"] = dict(score_stability)
+    return report
 
 
 def format_report(report: Mapping) -> str:
@@ -91,6 +112,10 @@ def format_report(report: Mapping) -> str:
     lines.append(f"masked pool: {t['masked_kept']}/{t['masked_parameters']} kept, sparsity "
                  f"{t['masked_sparsity']:.4f}" + (f" (target {target:.4f})"
                                                    if target is not None else ""))
+    stable = report.get("score_stability")
+    if stable and stable.get("global") is not None:
+        lines.append(f"kept-set overlap, {' vs '.join(stable['dtypes'])} scores: "
+                     f"{stable['global']:.4f}")
     lines.append(f"all prunable: sparsity {t['prunable_sparsity']:.4f}; whole model: "
                  f"{t['model_pruned']}/{t['model_parameters']} pruned, sparsity "
                  f"{t['model_sparsity']:.4f}")

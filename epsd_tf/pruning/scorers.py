@@ -4,7 +4,8 @@ Every scorer is pure: `(model, batches, *, masks=None, **settings) ->
 {weight name: score array}` with the model's variables untouched (see
 `model_state`). `masks` (optional, for iterative pruning) sets `θ = m ⊙ θ_init`
 before scoring. Higher scores mean "keep", except GraSP, whose score METHOD.md
-defines with the opposite sense (`PRUNE_HIGHEST`).
+defines with the opposite sense (its record's `keep`).
+Each scorer is one `Scorer` record in `SCORERS`.
 
 Papers: SNIP (Lee et al., ICLR 2019), GraSP (Wang et al., ICLR 2020), SynFlow
 (Tanaka et al., NeurIPS 2020), ProsPr (Alizadeh et al., ICLR 2022), EPSD (Chen
@@ -13,7 +14,7 @@ et al., AAAI 2024).
 
 from __future__ import annotations
 
-import inspect
+import dataclasses
 from typing import Callable, Iterable, Mapping
 
 import keras
@@ -29,7 +30,9 @@ def _random(state, batches, *, seed: int = 0):
     """Uniform random scores, seeded (data-free)."""
     def compute(mask_list):
         rng = np.random.default_rng(seed)
-        return [rng.random(tuple(t.shape)).astype("float32") for t in state.theta_init]
+        # Drawn in float32 whatever the score dtype: the same seed, the same mask.
+        return [rng.random(tuple(t.shape)).astype("float32").astype(state.dtype)
+                for t in state.theta_init]
     return compute
 
 
@@ -68,7 +71,7 @@ def _snip(state, batches, *, num_batches: int = 1, method=None):
 
 
 def _grasp(state, batches, *, num_batches: int = 1, temperature: float = 200.0):
-    """GraSP `-θ ⊙ (H g)`; the highest scores are pruned (see `PRUNE_HIGHEST`).
+    """GraSP `-θ ⊙ (H g)`; the highest scores are pruned (record `keep="lowest"`).
 
     `g = Σ_b ∇L_b` and `H g = Σ_b ∇(gᵀ ∇L_b)` by double back-propagation, with
     `L_b` the cross-entropy of `logits / temperature` on batch b (GraSP's T=200)
@@ -107,7 +110,7 @@ def _synflow(state, batches, *, input_shape=None):
 
     All floating-point variables are replaced by their absolute values, the
     input is one all-ones example and BatchNorm runs in inference mode. The
-    100-round exponential schedule is run by `prune_at_init` (`DEFAULT_ROUNDS`).
+    100-round exponential schedule is run by `prune_at_init` (`default_rounds`).
 
     Args:
         input_shape: per-example input shape; defaults to the model's.
@@ -117,14 +120,14 @@ def _synflow(state, batches, *, input_shape=None):
         if not model.inputs or any(d is None for d in model.inputs[0].shape[1:]):
             raise ValueError("synflow needs a fixed input shape; pass input_shape=(H, W, C).")
         input_shape = tuple(model.inputs[0].shape[1:])
-    ones = ops.ones((1, *input_shape), "float32")
+    ones = ops.ones((1, *input_shape), state.dtype)
     abs_non_trainable = [ops.abs(v) if "float" in str(v.dtype) else v
                          for v in state.non_trainable]
 
     def r(prunable, abs_trainable):
         logits = state.logits(state.with_prunable(prunable, abs_trainable), ones,
                               training=False, non_trainable=abs_non_trainable)
-        return ops.sum(ops.cast(logits, "float32"))
+        return ops.sum(ops.cast(logits, state.dtype))
 
     def compute(mask_list):
         abs_trainable = [ops.abs(v) for v in state.initial_trainable(mask_list)]
@@ -168,15 +171,109 @@ def _epsd(state, batches, *, method=None, inner_steps: int = 3, inner_lr: float 
                  first_order, jit_compile, "epsd")
 
 
-_BUILDERS = {"random": _random, "magnitude": _magnitude, "snip": _snip, "grasp": _grasp,
-             "synflow": _synflow, "prospr": _prospr, "epsd": _epsd}
+def _data_free(settings: Mapping) -> int:
+    return 0
 
 
-def _settings_of(scorer: str) -> list[str]:
-    return list(inspect.signature(_BUILDERS[scorer]).parameters)[2:]
+def _summed(settings: Mapping) -> int:
+    return int(settings.get("num_batches", 1))
 
 
-def make_scorer(model: keras.Model, batches: Iterable | None, scorer: str = "epsd",
+def _meta_batches(settings: Mapping) -> int:
+    return meta_gradient.batches_needed(methods.get(settings.get("method")),
+                                        _check_inner_steps(settings.get("inner_steps", 3)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Scorer:
+    """Everything that makes a scorer, in one record (METHOD.md §2–3).
+
+    A record is also the public scoring function:
+    `SCORERS[name](model, batches=None, *, masks=None, **settings)` is
+    `score(model, batches, name, masks=masks, **settings)`.
+
+    Attributes:
+        name: the scorer's name (the key of `SCORERS`).
+        build: `(state, batches, **settings) -> compute(mask_list) -> [scores]`.
+        settings: keyword settings `build` accepts.
+        keep: which end of the ranking is kept, `"highest"` or `"lowest"`
+            (GraSP removes its highest scores).
+        default_rounds: pruning rounds when `prune_at_init(rounds=None)`
+            (SynFlow's 100-round exponential schedule).
+        batches_needed: `settings -> number of (x, y) batches read`.
+        meta_gradient: whether the score is a meta-gradient through unrolled
+            SGD steps (ProsPr, EPSD): its cost is counted per inner step.
+    """
+
+    name: str
+    build: Callable
+    settings: tuple[str, ...]
+    keep: str = "highest"
+    default_rounds: int = 1
+    batches_needed: Callable[[Mapping], int] = _data_free
+    meta_gradient: bool = False
+
+    @property
+    def data_free(self) -> bool:
+        return self.batches_needed is _data_free
+
+    def accepted(self, settings: Mapping) -> dict:
+        """The subset of `settings` this scorer takes."""
+        return {k: v for k, v in settings.items() if k in self.settings}
+
+    def check_settings(self, settings: Mapping) -> None:
+        unknown = sorted(set(settings) - set(self.settings))
+        if unknown:
+            raise ValueError(f"Scorer {self.name!r} does not take settings {unknown}; it "
+                             f"takes {list(self.settings)}")
+
+    def __call__(self, model, batches=None, *, masks=None, **settings):
+        return score(model, batches, self, masks=masks, **settings)
+
+
+_META = ("inner_steps", "inner_lr", "first_order", "jit_compile")
+
+# name -> Scorer: the one table of scorers.
+SCORERS = {s.name: s for s in (
+    Scorer("random", _random, ("seed",)),
+    Scorer("magnitude", _magnitude, ()),
+    Scorer("snip", _snip, ("num_batches", "method"), batches_needed=_summed),
+    Scorer("grasp", _grasp, ("num_batches", "temperature"), keep="lowest",
+           batches_needed=_summed),
+    Scorer("synflow", _synflow, ("input_shape",), default_rounds=100),
+    Scorer("prospr", _prospr, _META, batches_needed=_meta_batches, meta_gradient=True),
+    Scorer("epsd", _epsd, ("method", *_META), batches_needed=_meta_batches,
+           meta_gradient=True),
+)}
+# Derived views of `SCORERS`, kept for callers of the earlier API.
+PRUNE_HIGHEST = frozenset(n for n, s in SCORERS.items() if s.keep == "lowest")
+DEFAULT_ROUNDS = {n: s.default_rounds for n, s in SCORERS.items() if s.default_rounds != 1}
+SCORE_DTYPES = ("float32", "float64")
+
+
+def get(scorer: str | Scorer) -> Scorer:
+    """The `Scorer` record of a name (or the record itself); ValueError if unknown."""
+    if isinstance(scorer, Scorer):
+        return scorer
+    if not isinstance(scorer, str) or scorer not in SCORERS:
+        raise ValueError(f"Unknown scorer {scorer!r}; valid scorers: {sorted(SCORERS)}")
+    return SCORERS[scorer]
+
+
+def check_scorer(scorer: str | Scorer) -> str:
+    """The scorer's name; ValueError naming the valid scorers if unknown."""
+    return get(scorer).name
+
+
+def check_score_dtype(score_dtype: str) -> str:
+    """`score_dtype` if it is `"float32"` or `"float64"`, else a ValueError."""
+    if score_dtype not in SCORE_DTYPES:
+        raise ValueError(f"Unknown score_dtype {score_dtype!r}; valid: {list(SCORE_DTYPES)}")
+    return score_dtype
+
+
+def make_scorer(model: keras.Model, batches: Iterable | None, scorer: str | Scorer = "epsd",
+                *, score_dtype: str = "float32",
                 **settings) -> Callable[[Mapping | None], dict[str, np.ndarray]]:
     """Prepares a scorer once; returns `fn(masks=None) -> {weight name: scores}`.
 
@@ -188,74 +285,46 @@ def make_scorer(model: keras.Model, batches: Iterable | None, scorer: str = "eps
         model: a built Keras model (wrapped or not); never modified.
         batches: iterable / `tf.data.Dataset` of `(x, y)`; `x` an image batch or
             the dict of the SD method's batch kind. Unused by data-free scorers.
-        scorer: one of `SCORERS`.
+        scorer: a name in `SCORERS` (or its record).
+        score_dtype: `"float32"` or `"float64"`: the dtype of the whole scoring
+            computation (a float64 copy of the model, see `model_state`) and of
+            the returned scores.
         **settings: the scorer's keyword arguments (see its docstring).
 
     Raises:
-        ValueError: unknown scorer or setting, too few batches, wrong batch kind,
-            a model with no prunable weights.
+        ValueError: unknown scorer, setting or score_dtype, too few batches,
+            wrong batch kind, a model with no prunable weights.
     """
-    check_scorer(scorer)
-    unknown = sorted(set(settings) - set(_settings_of(scorer)))
-    if unknown:
-        raise ValueError(f"Scorer {scorer!r} does not take settings {unknown}; it takes "
-                         f"{_settings_of(scorer)}")
-    state = ModelState(model)
-    compute = _BUILDERS[scorer](state, batches, **settings)
+    record = get(scorer)
+    record.check_settings(settings)
+    state = ModelState(model, dtype=check_score_dtype(score_dtype))
+    compute = record.build(state, batches, **settings)
 
     def scores(masks: Mapping | None = None) -> dict[str, np.ndarray]:
         result = state.to_scores(compute(state.mask_list(masks)))
         bad = [name for name, value in result.items() if not np.all(np.isfinite(value))]
         if bad:
-            raise ValueError(f"Scorer {scorer!r} produced non-finite scores for {bad}.")
+            raise ValueError(f"Scorer {record.name!r} produced non-finite scores for {bad}.")
         return result
     return scores
 
 
-def score(model: keras.Model, batches: Iterable | None, scorer: str = "epsd", *,
-          masks: Mapping | None = None, **settings) -> dict[str, np.ndarray]:
+def score(model: keras.Model, batches: Iterable | None, scorer: str | Scorer = "epsd", *,
+          masks: Mapping | None = None, score_dtype: str = "float32",
+          **settings) -> dict[str, np.ndarray]:
     """Scores every prunable weight of `model`: `make_scorer(...)(masks)`.
 
     `masks` (iterative pruning) sets `θ = m ⊙ θ_init` before scoring. Returns
-    `{weight name: float32 array shaped like the kernel}`.
+    `{weight name: array shaped like the kernel}` in `score_dtype`.
     """
-    return make_scorer(model, batches, scorer, **settings)(masks)
+    return make_scorer(model, batches, scorer, score_dtype=score_dtype, **settings)(masks)
 
 
-def _public(name: str):
-    def scorer(model, batches=None, *, masks=None, **settings):
-        return score(model, batches, name, masks=masks, **settings)
-    scorer.__name__ = f"{name}_scores"
-    scorer.__doc__ = _BUILDERS[name].__doc__
-    return scorer
-
-
-# name -> `(model, batches, *, masks=None, **settings) -> {weight name: scores}`.
-SCORERS = {name: _public(name) for name in _BUILDERS}
-# Scorers whose highest scores are removed (GraSP, METHOD.md §3).
-PRUNE_HIGHEST = frozenset({"grasp"})
-# Pruning rounds a scorer runs by default (SynFlow's iterative schedule).
-DEFAULT_ROUNDS = {"synflow": 100}
-
-
-def check_scorer(scorer: str) -> str:
-    if scorer not in SCORERS:
-        raise ValueError(f"Unknown scorer {scorer!r}; valid scorers: {sorted(SCORERS)}")
-    return scorer
-
-
-def scorer_settings(scorer: str, settings: Mapping) -> dict:
+def scorer_settings(scorer: str | Scorer, settings: Mapping) -> dict:
     """The subset of `settings` that `scorer` accepts (for callers holding all options)."""
-    accepted = _settings_of(check_scorer(scorer))
-    return {k: v for k, v in settings.items() if k in accepted}
+    return get(scorer).accepted(settings)
 
 
-def batches_needed(scorer: str, settings: Mapping) -> int:
+def batches_needed(scorer: str | Scorer, settings: Mapping) -> int:
     """How many `(x, y)` batches `scorer` reads with these settings."""
-    check_scorer(scorer)
-    if scorer in ("random", "magnitude", "synflow"):
-        return 0
-    if scorer in ("snip", "grasp"):
-        return int(settings.get("num_batches", 1))
-    method = methods.get(settings.get("method") if scorer == "epsd" else None)
-    return meta_gradient.batches_needed(method, int(settings.get("inner_steps", 3)))
+    return get(scorer).batches_needed(settings)
