@@ -158,33 +158,6 @@ def wrap(model: keras.Model, keep_dense: Iterable[str] = ()) -> keras.Model:
     return _clone(model, transform)
 
 
-def cast_model(model: keras.Model, dtype: str) -> keras.Model:
-    """A clone of `model` that computes in `dtype`, its weights cast in.
-
-    Every layer is rebuilt with `dtype` as its dtype policy (variables and
-    computation), wrapped layers included; floating-point weights are cast,
-    integer ones copied. Used for float64 scoring (issue 14); the result is a
-    scratch copy, never returned to the user.
-    """
-    def retyped(layer):
-        config = layer.get_config()
-        config["dtype"] = dtype
-        return layer.__class__.from_config(config)
-
-    def cast_weights(layer):
-        return lambda: [w.astype(dtype) if np.issubdtype(w.dtype, np.floating) else w
-                        for w in layer.get_weights()]
-
-    def transform(layer):
-        if isinstance(layer, PruneLowMagnitude):
-            new_layer = PruneLowMagnitude(retyped(layer.layer), dtype=dtype)
-        else:
-            new_layer = retyped(layer)
-        return new_layer, new_layer, cast_weights(layer)
-
-    return _clone(model, transform)
-
-
 def prune_low_magnitude(model: keras.Model, masks: Mapping[str, np.ndarray] | None = None,
                         keep_dense: Iterable[str] = ()) -> keras.Model:
     """TF-MOT-style entry point: `wrap(model, keep_dense)` then `set_masks(masks)`."""

@@ -5,10 +5,15 @@ Scorers never touch a model's variables: they read the values once into a
 state update (BatchNorm moving statistics included). The model is unchanged
 after scoring.
 
-`ModelState(model, dtype="float64")` reads the parameters of a float64 copy of
-the model (`model_masks.cast_model`) instead, so that the whole scoring
-computation runs in double precision (issue 14: how much of a mask is float32
-round-off); the model itself is not touched.
+The state is read from a scratch copy of the model (`scoring_copy`), never
+returned to anyone: every layer in the score dtype (`"float64"` runs the whole
+scoring computation in double precision, issue 14: how much of a mask is
+float32 round-off), and BatchNormalization computing its batch variance without
+the `stop_gradient` that `tf.nn.moments` puts on the mean. That stop is harmless
+for first derivatives but drops terms from second derivatives, so the
+second-order ProsPr/EPSD meta-gradient and GraSP's Hessian-gradient product
+through BatchNorm were inexact (tests/pruning/test_score_dtype.py checks them
+against finite differences).
 """
 
 from __future__ import annotations
@@ -21,6 +26,51 @@ import numpy as np
 from keras import ops
 
 from epsd_tf.pruning import model_masks
+from epsd_tf.pruning.wrapper import PruneLowMagnitude
+
+
+class ExactMomentsBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization whose batch moments have exact second derivatives.
+
+    `variance = mean((x - mean(x))²)` with the gradient flowing through both
+    means (`keras.ops` on every backend). Used only inside scoring copies.
+    """
+
+    def _moments(self, inputs, mask):
+        if mask is not None or self.synchronized:
+            return super()._moments(inputs, mask)
+        mean = ops.mean(inputs, axis=self._reduction_axes, keepdims=True)
+        variance = ops.mean(ops.square(inputs - mean), axis=self._reduction_axes,
+                            keepdims=True)
+        return (ops.squeeze(mean, self._reduction_axes),
+                ops.squeeze(variance, self._reduction_axes))
+
+
+def scoring_copy(model: keras.Model, dtype: str) -> keras.Model:
+    """A clone of `model` for scoring: layers in `dtype`, exact BatchNorm moments.
+
+    Every layer is rebuilt with `dtype` as its dtype policy (wrapped layers
+    included; plain `BatchNormalization` as `ExactMomentsBatchNormalization`);
+    floating-point weights are cast in, others copied.
+    """
+    def retyped(layer):
+        config = {**layer.get_config(), "dtype": dtype}
+        if type(layer) is keras.layers.BatchNormalization:
+            return ExactMomentsBatchNormalization.from_config(config)
+        return layer.__class__.from_config(config)
+
+    def cast_weights(layer):
+        return lambda: [w.astype(dtype) if np.issubdtype(w.dtype, np.floating) else w
+                        for w in layer.get_weights()]
+
+    def transform(layer):
+        if isinstance(layer, PruneLowMagnitude):
+            new_layer = PruneLowMagnitude(retyped(layer.layer), dtype=dtype)
+        else:
+            new_layer = retyped(layer)
+        return new_layer, new_layer, cast_weights(layer)
+
+    return model_masks._clone(model, transform)
 
 
 class ModelState:
@@ -40,9 +90,8 @@ class ModelState:
     def __init__(self, model: keras.Model, dtype: str = "float32"):
         if dtype not in ("float32", "float64"):
             raise ValueError(f"Unknown score dtype {dtype!r}; valid: ['float32', 'float64']")
-        if dtype == "float64":
-            model_masks.prunable_weights(model)  # a clear error if unbuilt
-            model = model_masks.cast_model(model, "float64")
+        model_masks.prunable_weights(model)  # a clear error if unbuilt
+        model = scoring_copy(model, dtype)
         self.dtype = dtype
         weights = model_masks.prunable_weights(model)
         if not weights:

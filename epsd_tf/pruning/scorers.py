@@ -179,9 +179,13 @@ def _summed(settings: Mapping) -> int:
     return int(settings.get("num_batches", 1))
 
 
-def _meta_batches(settings: Mapping) -> int:
+def _epsd_batches(settings: Mapping) -> int:
     return meta_gradient.batches_needed(methods.get(settings.get("method")),
                                         _check_inner_steps(settings.get("inner_steps", 3)))
+
+
+def _prospr_batches(settings: Mapping) -> int:  # cross-entropy: no method
+    return _epsd_batches({**settings, "method": None})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,8 +245,8 @@ SCORERS = {s.name: s for s in (
     Scorer("grasp", _grasp, ("num_batches", "temperature"), keep="lowest",
            batches_needed=_summed),
     Scorer("synflow", _synflow, ("input_shape",), default_rounds=100),
-    Scorer("prospr", _prospr, _META, batches_needed=_meta_batches, meta_gradient=True),
-    Scorer("epsd", _epsd, ("method", *_META), batches_needed=_meta_batches,
+    Scorer("prospr", _prospr, _META, batches_needed=_prospr_batches, meta_gradient=True),
+    Scorer("epsd", _epsd, ("method", *_META), batches_needed=_epsd_batches,
            meta_gradient=True),
 )}
 # Derived views of `SCORERS`, kept for callers of the earlier API.

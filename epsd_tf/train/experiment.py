@@ -29,6 +29,8 @@ from epsd_tf import distill
 from epsd_tf import files
 from epsd_tf import pruning  # noqa: F401  (registers the mask wrapper for load_model)
 from epsd_tf.distill import methods as methods_lib
+from epsd_tf.pruning import scorers as scorers_lib
+from epsd_tf.pruning import summaries as pruning_summaries
 from epsd_tf.train import callbacks as callbacks_lib
 from epsd_tf.train import workdir as workdir_lib
 
@@ -146,8 +148,11 @@ def run(workdir: str, *,
         else:
             pruning_seconds, pruning_report = 0.0, None
             if prune is not None:
+                # A fresh view of its own: the scoring batches depend on the seed only,
+                # and scoring does not use up an epoch of the training pipeline's shuffles.
                 model, pruning_report, pruning_seconds = _pruned_model(
-                    workdir, model, prune, train_batches, method, seed)
+                    workdir, model, prune, data.for_method(splits, method, seed=seed),
+                    method, seed)
 
             jsv_images = _test_images(splits, mean_jsv_examples)
             if mean_jsv_examples:
@@ -291,6 +296,8 @@ def _pruned_model(workdir, model, prune, batches, method, seed):
     # The report first: the network's presence marks the stage as done.
     files.write_json(report_path, report)
     files.save_model(pruned, path)
+    pruning_summaries.write_summaries(os.path.join(workdir, files.TENSORBOARD, "pruning"),
+                                      report)
     return pruned, report, seconds
 
 
@@ -309,7 +316,8 @@ def _mean_jsv(model, images, training: bool) -> dict:
 def _cost(report, method, epochs: int, steps: int) -> dict:
     """Passes spent on scoring vs training, against Prune-then-Distill (METHOD.md §5)."""
     settings = (report or {}).get("settings", {})
-    meta = settings.get("scorer") in ("epsd", "prospr")
+    scorer = scorers_lib.SCORERS.get(settings.get("scorer"))
+    meta = scorer is not None and scorer.meta_gradient
     return analysis.training_cost(
         epochs=epochs, steps_per_epoch=steps, method=method,
         # Non-meta-gradient scorers cost about one pass per round (SNIP-like).
@@ -321,8 +329,11 @@ def _cost(report, method, epochs: int, steps: int) -> dict:
 def _pruning_summary(report) -> dict | None:
     if report is None:
         return None
-    return {"scorer": report["settings"]["scorer"],
-            "target_sparsity": report["target_sparsity"], **report["totals"]}
+    summary = {"scorer": report["settings"]["scorer"],
+               "target_sparsity": report["target_sparsity"], **report["totals"]}
+    if report.get("score_stability"):
+        summary["score_stability"] = report["score_stability"]
+    return summary
 
 
 def _parameter_counts(model) -> dict:
