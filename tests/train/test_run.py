@@ -43,6 +43,7 @@ def test_smoke_run_writes_the_workdir(tmp_path):
                  "model.keras", "pruned_init.keras", "pruning_report.json"):
         assert (workdir / name).exists(), name
     assert (workdir / "tensorboard").is_dir()
+    assert list((workdir / "tensorboard" / "pruning").glob("events.out.tfevents*"))
     assert not (workdir / "backup").exists()  # deleted once training finished
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert 0.0 <= metrics["test"]["accuracy"] <= 1.0
