@@ -19,12 +19,26 @@
                       reported: the allocator keeps memory from the warm-up calls,
                       so RSS barely moves during the timed phases.
 
+  float64_ratio       EPSD-DLB scoring (3 inner steps, full second order) with
+                      `score_dtype="float64"` / the same in float32: median of
+                      per-pair ratios over order-alternating pairs (tracing excluded).
+
 Inputs are CIFAR-shaped (32x32x3, 10 classes), random, held in memory. Rounds
 alternate the two sides and keep the fastest, so machine load hits both alike.
+
+Not part of the suite (minutes per seed, real data): the kept-set overlaps of
+issue 14 on Fashion-MNIST / ResNet-20 at 90/95/98 % (float32 vs float64 for
+EPSD-DLB and ProsPr, and EPSD vs ProsPr in each dtype), in the study's setting
+(gin/study_fmnist.gin: 8000 training images, batch 128, 3 inner steps, lr 0.1,
+min_density 0.002):
+
+  python tools/benchmarks/pruning.py --overlap --seeds=0,1
 """
 
 from __future__ import annotations
 
+import statistics
+import sys
 import time
 
 import keras
@@ -32,6 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 from epsd_tf import models, pruning
+from epsd_tf.pruning import masks as masks_lib
+from epsd_tf.pruning import stability
 
 BATCH_SIZE = 128
 IMAGE_SHAPE = (32, 32, 3)
@@ -145,10 +161,84 @@ def run(quick: bool = False) -> dict:
         entry["ratio_to_method_step"] = entry["seconds"] / (
             double_step if key.startswith("dlb") else train_step)
     result["masked_step_ratio"] = result["masked_step_seconds"] / train_step
+    result["score_dtype"] = float64_cost(model, score_batches["dlb"], pairs=2 if quick else 3)
     return result
+
+
+def float64_cost(model, score_batches, pairs: int = 3) -> dict:
+    """float64 / float32 EPSD-DLB scoring time (full second order), paired."""
+    scorer_fns = {dtype: pruning.make_scorer(model, score_batches, "epsd", method="dlb",
+                                             inner_steps=3, score_dtype=dtype)
+                  for dtype in ("float32", "float64")}
+    for scorer_fn in scorer_fns.values():
+        scorer_fn()  # trace + first run
+    seconds = {"float32": [], "float64": []}
+    for pair in range(pairs):
+        order = ("float32", "float64") if pair % 2 == 0 else ("float64", "float32")
+        for dtype in order:
+            seconds[dtype].append(_scoring_seconds(scorer_fns[dtype]))
+    ratios = [b / a for a, b in zip(seconds["float32"], seconds["float64"])]
+    return {"float32_seconds": seconds["float32"], "float64_seconds": seconds["float64"],
+            "float64_ratio": statistics.median(ratios), "pair_ratios": ratios,
+            "memory_float64": _measure_memory(scorer_fns["float64"])}
+
+
+def kept_set_overlaps(seeds=(0, 1), sparsities=(0.9, 0.95, 0.98)) -> dict:
+    """Issue 14's table: how much of each kept set is float32 round-off.
+
+    For each seed, as `tools/run.py --gin_file=gin/study_fmnist.gin` scores
+    (`run.seed` = seed): ResNet-20 built after `keras.utils.set_random_seed(seed)`,
+    DLB's scoring batches `data.for_method(splits, DLB, seed=seed)`; EPSD (DLB
+    loss) and ProsPr (CE, on view 0) scores in float32 and float64; masks at
+    each sparsity with `min_density=0.002`. Overlaps are `|kept_a ∩ kept_b| /
+    |kept|` (`pruning.stability.kept_overlap`), global and per layer.
+    """
+    from epsd_tf import data, distill
+    splits = data.load("fashion_mnist", batch_size=128, max_train_examples=8000, seed=0)
+    method = distill.DLB()
+    rows = []
+    for seed in seeds:
+        keras.utils.set_random_seed(seed)
+        model = models.build("resnet20", splits.info.image_shape, splits.info.num_classes)
+        view = data.for_method(splits, method, seed=seed)
+        scores = {}
+        for scorer in ("epsd", "prospr"):
+            settings = pruning.scorers.scorer_settings(
+                scorer, {"method": method, "inner_steps": 3, "inner_lr": 0.1})
+            taken = list(view.take(pruning.scorers.batches_needed(scorer, settings)))
+            for dtype in ("float32", "float64"):
+                start = time.perf_counter()
+                scores[scorer, dtype] = pruning.score(model, taken, scorer, score_dtype=dtype,
+                                                      **settings)
+                print(f"seed {seed} {scorer} {dtype}: {time.perf_counter() - start:.1f} s",
+                      file=sys.stderr)
+        for sparsity in sparsities:
+            masks = {key: masks_lib.masks_from_scores(value, sparsity, min_density=0.002)
+                     for key, value in scores.items()}
+
+            def overlap(a, b):
+                return stability.kept_overlap(masks[a], masks[b])
+            row = {"seed": seed, "sparsity": sparsity}
+            for scorer in ("epsd", "prospr"):
+                result = overlap((scorer, "float32"), (scorer, "float64"))
+                row[f"{scorer}_32_vs_64"] = result["global"]
+                row[f"{scorer}_32_vs_64_layers"] = result["layers"]
+            for dtype in ("float32", "float64"):
+                row[f"epsd_vs_prospr_{dtype[-2:]}"] = overlap(("epsd", dtype),
+                                                              ("prospr", dtype))["global"]
+            rows.append(row)
+            print({k: round(v, 4) for k, v in row.items() if isinstance(v, float)},
+                  file=sys.stderr)
+    return {"setting": "fashion_mnist resnet20, 8000 train images, batch 128, DLB (T=3), "
+                       "3 inner steps, inner_lr 0.1, full second order, min_density 0.002",
+            "rows": rows}
 
 
 if __name__ == "__main__":
     import json
-    import sys
-    sys.stdout.write(json.dumps(run(quick="--quick" in sys.argv), indent=2) + "\n")
+    if "--overlap" in sys.argv:
+        seeds = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--seeds=")), "0")
+        output = kept_set_overlaps(tuple(int(s) for s in seeds.split(",")))
+    else:
+        output = run(quick="--quick" in sys.argv)
+    sys.stdout.write(json.dumps(output, indent=2) + "\n")
