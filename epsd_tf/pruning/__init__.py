@@ -18,6 +18,8 @@ from epsd_tf.pruning.model_masks import (get_masks, get_prunable_weights, has_ma
 from epsd_tf.pruning.prune import prune_at_init
 from epsd_tf.pruning.report import build_report, format_report, log_report, write_report
 from epsd_tf.pruning.sanity import SANITY_TRANSFORMS, invert, reinit, shuffle
-from epsd_tf.pruning.scorers import (DEFAULT_ROUNDS, PRUNE_HIGHEST, SCORERS, make_scorer,
-                                     score)
+from epsd_tf.pruning.scorers import (DEFAULT_ROUNDS, PRUNE_HIGHEST, SCORE_DTYPES, SCORERS,
+                                     Scorer, make_scorer, score)
+from epsd_tf.pruning.stability import kept_overlap
+from epsd_tf.pruning.summaries import write_summaries
 from epsd_tf.pruning.wrapper import MaskConstraint, PruneLowMagnitude
