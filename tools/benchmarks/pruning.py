@@ -33,6 +33,8 @@ EPSD-DLB and ProsPr, and EPSD vs ProsPr in each dtype), in the study's setting
 min_density 0.002):
 
   python tools/benchmarks/pruning.py --overlap --seeds=0,1
+
+The float64 ratio alone: `python tools/benchmarks/pruning.py --float64`.
 """
 
 from __future__ import annotations
@@ -236,7 +238,14 @@ def kept_set_overlaps(seeds=(0, 1), sparsities=(0.9, 0.95, 0.98)) -> dict:
 
 if __name__ == "__main__":
     import json
-    if "--overlap" in sys.argv:
+    if "--float64" in sys.argv:  # only the float64 / float32 scoring ratio
+        images, views, labels = _data(4)
+        output = float64_cost(
+            models.build("resnet20", IMAGE_SHAPE, NUM_CLASSES),
+            [({"image": images[i * BATCH_SIZE:(i + 1) * BATCH_SIZE],
+               "image_view1": views[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]},
+              labels[i * BATCH_SIZE:(i + 1) * BATCH_SIZE]) for i in range(4)])
+    elif "--overlap" in sys.argv:
         seeds = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--seeds=")), "0")
         output = kept_set_overlaps(tuple(int(s) for s in seeds.split(",")))
     else:
