@@ -23,6 +23,7 @@ from typing import Iterable, Mapping
 
 import keras
 import numpy as np
+from absl import logging
 from keras import ops
 
 from epsd_tf.pruning import model_masks
@@ -91,7 +92,13 @@ class ModelState:
         if dtype not in ("float32", "float64"):
             raise ValueError(f"Unknown score dtype {dtype!r}; valid: ['float32', 'float64']")
         model_masks.prunable_weights(model)  # a clear error if unbuilt
-        model = scoring_copy(model, dtype)
+        try:
+            model = scoring_copy(model, dtype)
+        except ValueError:
+            if dtype != "float32":
+                raise
+            logging.warning("Model %r cannot be cloned; scoring it as it is (second "
+                            "derivatives through BatchNorm are then inexact).", model.name)
         self.dtype = dtype
         weights = model_masks.prunable_weights(model)
         if not weights:

@@ -138,3 +138,21 @@ def test_bad_score_dtype_is_rejected_before_scoring(bad):
         pruning.prune_at_init(model, batches(count=1), 0.5, scorer="snip", score_dtype=bad)
     with pytest.raises(ValueError, match="Unknown score_dtype"):
         pruning.make_scorer(model, batches(count=1), "snip", score_dtype=bad)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.fc = keras.layers.Dense(3, name="fc")
+
+    def call(self, x, training=False):
+        return self.fc(x)
+
+
+def test_an_uncloneable_model_scores_in_float32_only():
+    model = Subclassed()
+    model(np.zeros((1, IN), "float32"))
+    data = plain_batches(1)
+    assert set(pruning.score(model, data, "snip")) == {"fc/kernel"}
+    with pytest.raises(ValueError, match="Could not clone model"):
+        pruning.score(model, data, "snip", score_dtype="float64")
