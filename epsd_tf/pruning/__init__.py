@@ -10,16 +10,29 @@ enforced by the wrapper's forward pass and a kernel constraint that every
 Keras 3 optimizer applies after each update.
 """
 
-from epsd_tf.pruning.masks import (LAYER_DENSITIES, SCOPES, exponential_schedule,
-                                   masks_from_scores)
-from epsd_tf.pruning.model_masks import (get_masks, get_prunable_weights, has_masks,
-                                         prune_low_magnitude, set_masks, strip_masks,
-                                         strip_pruning, wrap)
+from epsd_tf.pruning.masks import LAYER_DENSITIES, SCOPES, exponential_schedule, masks_from_scores
+from epsd_tf.pruning.model_masks import (
+                                   get_masks,
+                                   get_prunable_weights,
+                                   has_masks,
+                                   prune_low_magnitude,
+                                   set_masks,
+                                   strip_masks,
+                                   strip_pruning,
+                                   wrap,
+)
 from epsd_tf.pruning.prune import prune_at_init
 from epsd_tf.pruning.report import build_report, format_report, log_report, write_report
 from epsd_tf.pruning.sanity import SANITY_TRANSFORMS, invert, reinit, shuffle
-from epsd_tf.pruning.scorers import (DEFAULT_ROUNDS, PRUNE_HIGHEST, SCORE_DTYPES, SCORERS,
-                                     Scorer, make_scorer, score)
+from epsd_tf.pruning.scorers import (
+                                   DEFAULT_ROUNDS,
+                                   PRUNE_HIGHEST,
+                                   SCORE_DTYPES,
+                                   SCORERS,
+                                   Scorer,
+                                   make_scorer,
+                                   score,
+)
 from epsd_tf.pruning.stability import kept_overlap
 from epsd_tf.pruning.summaries import write_summaries
 from epsd_tf.pruning.wrapper import MaskConstraint, PruneLowMagnitude

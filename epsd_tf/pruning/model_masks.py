@@ -16,8 +16,7 @@ from typing import Iterable, Mapping, NamedTuple
 import keras
 import numpy as np
 
-from epsd_tf.pruning.wrapper import (PruneLowMagnitude, is_prunable_layer,
-                                     layer_prunable_weights)
+from epsd_tf.pruning.wrapper import PruneLowMagnitude, is_prunable_layer, layer_prunable_weights
 
 
 class PrunableWeight(NamedTuple):

@@ -22,9 +22,10 @@ from absl import logging
 from epsd_tf import data as data_lib
 from epsd_tf.distill import methods
 from epsd_tf.pruning import masks as masks_lib
-from epsd_tf.pruning import model_masks, report as report_lib, sanity as sanity_lib
+from epsd_tf.pruning import model_masks, scorers, stability
 from epsd_tf.pruning import progress as progress_lib
-from epsd_tf.pruning import scorers, stability
+from epsd_tf.pruning import report as report_lib
+from epsd_tf.pruning import sanity as sanity_lib
 from epsd_tf.pruning.model_state import take_batches
 
 

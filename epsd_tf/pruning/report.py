@@ -54,8 +54,9 @@ def build_report(model: keras.Model, scores: Mapping[str, np.ndarray] | None = N
         `{"layers": [row, ...], "totals": {...}, "target_sparsity", "settings"}`;
         a row has `name, layer, shape, parameters, kept, sparsity, masked,
         score` (min/max/mean/std or None), `score_histogram` (`edges`,
-        `counts`; or None) and, with `score_stability`, `kept_overlap`. Totals give sparsity over the masked
-        pool, over all prunable weights and over every model weight.
+        `counts`; or None) and, with `score_stability`, `kept_overlap`.
+        Totals give sparsity over the masked pool, over all prunable weights
+        and over every model weight.
     """
     rows = []
     for weight in model_masks.prunable_weights(model):
