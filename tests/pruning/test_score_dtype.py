@@ -152,7 +152,7 @@ class Subclassed(keras.Model):
 def test_an_uncloneable_model_scores_in_float32_only():
     model = Subclassed()
     model(np.zeros((1, IN), "float32"))
-    data = plain_batches(1)
-    assert set(pruning.score(model, data, "snip")) == {"fc/kernel"}
+    scores = pruning.score(model, None, "magnitude")
+    np.testing.assert_array_equal(scores["fc/kernel"], np.abs(model.fc.kernel.numpy()))
     with pytest.raises(ValueError, match="Could not clone model"):
-        pruning.score(model, data, "snip", score_dtype="float64")
+        pruning.score(model, None, "magnitude", score_dtype="float64")
