@@ -7,7 +7,7 @@ import pytest
 
 from epsd_tf import pruning
 from epsd_tf.pruning import scorers
-from tests.pruning.conftest import batches
+from tests.pruning.helpers import batches
 
 
 @pytest.mark.parametrize("name", sorted(scorers.SCORERS))

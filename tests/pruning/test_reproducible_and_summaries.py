@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from epsd_tf import data, pruning
 from epsd_tf.pruning import progress, summaries
-from tests.pruning.conftest import NUM_CLASSES, batches, small_cnn, tiny_cnn
+from tests.pruning.helpers import NUM_CLASSES, batches, small_cnn, tiny_cnn
 
 
 @pytest.fixture(scope="module")

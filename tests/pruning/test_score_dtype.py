@@ -9,7 +9,7 @@ import tensorflow as tf
 from epsd_tf import pruning
 from epsd_tf.pruning import masks as masks_lib
 from epsd_tf.pruning import stability
-from tests.pruning.conftest import batches, small_cnn
+from tests.pruning.helpers import batches, small_cnn
 
 IN, HIDDEN, OUT, BATCH = 4, 6, 3, 8
 LR = 0.5
