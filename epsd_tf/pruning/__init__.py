@@ -21,7 +21,7 @@ from epsd_tf.pruning.model_masks import (
                                    strip_pruning,
                                    wrap,
 )
-from epsd_tf.pruning.prune import prune_at_init
+from epsd_tf.pruning.prune import prune_at_init, scoring_view
 from epsd_tf.pruning.report import build_report, format_report, log_report, write_report
 from epsd_tf.pruning.sanity import SANITY_TRANSFORMS, invert, reinit, shuffle
 from epsd_tf.pruning.scorers import (

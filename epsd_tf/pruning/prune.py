@@ -8,8 +8,8 @@ whose weights are exactly `m ⊙ θ_init` with every other variable as initialis
 
 Scoring batches are read once, before the first round, so every round (and the
 float32/float64 stability pass) scores the same data. Given a `DataSplits`,
-they are the first batches of `data.for_method(splits, method, seed=seed)`, a
-fresh seed-shuffled view, so they depend on the seed only.
+they are the first batches of `scoring_view(splits, method, seed)`, so they
+depend on the seed only.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ def prune_at_init(model: keras.Model, batches, sparsity: float,
         model: built Functional/Sequential Keras model at its initial weights;
             not modified.
         batches: the scoring data: a `data.DataSplits` (scored on the first
-            batches of `data.for_method(splits, method, seed=seed)`: the same
-            batches for the same seed, however often the splits were iterated),
+            batches of `scoring_view(splits, method, seed)`: the same batches
+            for the same seed, however often the splits were iterated),
             or an iterable / `tf.data.Dataset` of `(x, y)` (x an image batch or
             the dict of `method.batch_kind`), of which the next iteration's
             first batches are used (a pipeline that reshuffles on every
@@ -151,9 +151,22 @@ def prune_at_init(model: keras.Model, batches, sparsity: float,
     return pruned, report
 
 
+def scoring_view(splits, method=None, seed: int = 0):
+    """The batches EPSD scores for `splits`: `data.for_method` at epoch 0 of `seed`.
+
+    In-memory data is keyed by `(seed, epoch 0)` (a `data.EpochClock` at 0), so
+    the batches depend on the seed only: not on how often the splits' pipelines
+    were iterated nor on TensorFlow's global seed. Streamed data gets a fresh
+    seed-shuffled view, whose first iteration is fixed by the seed and
+    TensorFlow's global seed.
+    """
+    method = methods.get(method)
+    clock = data_lib.EpochClock(0) if splits.in_memory else None
+    return data_lib.for_method(splits, method, seed=seed, epoch=clock)
+
+
 def _scoring_view(batches, method, seed: int, record):
     """The iterable scoring batches come from (see `prune_at_init`'s `batches`)."""
     if isinstance(batches, data_lib.DataSplits):
-        # A fresh seed-shuffled view: its first iteration depends on the seed only.
-        return None if record.data_free else data_lib.for_method(batches, method, seed=seed)
+        return None if record.data_free else scoring_view(batches, method, seed)
     return batches

@@ -148,10 +148,9 @@ def run(workdir: str, *,
         else:
             pruning_seconds, pruning_report = 0.0, None
             if prune is not None:
-                # A fresh view of its own: the scoring batches depend on the seed only,
-                # and scoring does not use up an epoch of the training pipeline's shuffles.
+                # A view of its own: the scoring batches depend on the seed only.
                 model, pruning_report, pruning_seconds = _pruned_model(
-                    workdir, model, prune, data.for_method(splits, method, seed=seed),
+                    workdir, model, prune, pruning.scoring_view(splits, method, seed),
                     method, seed)
 
             jsv_images = _test_images(splits, mean_jsv_examples)
