@@ -19,7 +19,6 @@ from typing import Iterable
 import keras
 from absl import logging
 
-from epsd_tf import data as data_lib
 from epsd_tf.distill import methods
 from epsd_tf.pruning import masks as masks_lib
 from epsd_tf.pruning import model_masks, scorers, stability
@@ -160,6 +159,7 @@ def scoring_view(splits, method=None, seed: int = 0):
     seed-shuffled view, whose first iteration is fixed by the seed and
     TensorFlow's global seed.
     """
+    from epsd_tf import data as data_lib  # not at import: `import epsd_tf` stays light
     method = methods.get(method)
     clock = data_lib.EpochClock(0) if splits.in_memory else None
     return data_lib.for_method(splits, method, seed=seed, epoch=clock)
@@ -167,6 +167,7 @@ def scoring_view(splits, method=None, seed: int = 0):
 
 def _scoring_view(batches, method, seed: int, record):
     """The iterable scoring batches come from (see `prune_at_init`'s `batches`)."""
+    from epsd_tf import data as data_lib
     if isinstance(batches, data_lib.DataSplits):
         return None if record.data_free else scoring_view(batches, method, seed)
     return batches
