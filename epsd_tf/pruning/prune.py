@@ -14,6 +14,7 @@ depend on the seed only.
 
 from __future__ import annotations
 
+import sys
 from typing import Iterable
 
 import keras
@@ -167,7 +168,9 @@ def scoring_view(splits, method=None, seed: int = 0):
 
 def _scoring_view(batches, method, seed: int, record):
     """The iterable scoring batches come from (see `prune_at_init`'s `batches`)."""
-    from epsd_tf import data as data_lib
-    if isinstance(batches, data_lib.DataSplits):
+    # A DataSplits exists only if epsd_tf.data was imported (it needs tf.data;
+    # plain batches score without it, e.g. on the JAX backend).
+    data_lib = sys.modules.get("epsd_tf.data")
+    if data_lib is not None and isinstance(batches, data_lib.DataSplits):
         return None if record.data_free else scoring_view(batches, method, seed)
     return batches

@@ -301,11 +301,14 @@ def make_scorer(model: keras.Model, batches: Iterable | None, scorer: str | Scor
     """
     record = get(scorer)
     record.check_settings(settings)
-    state = ModelState(model, dtype=check_score_dtype(score_dtype))
-    compute = record.build(state, batches, **settings)
+    # The backend's float64 switch (JAX x64) is on only while scoring.
+    with autodiff.precision(check_score_dtype(score_dtype)):
+        state = ModelState(model, dtype=score_dtype)
+        compute = record.build(state, batches, **settings)
 
     def scores(masks: Mapping | None = None) -> dict[str, np.ndarray]:
-        result = state.to_scores(compute(state.mask_list(masks)))
+        with autodiff.precision(score_dtype):
+            result = state.to_scores(compute(state.mask_list(masks)))
         bad = [name for name, value in result.items() if not np.all(np.isfinite(value))]
         if bad:
             raise ValueError(f"Scorer {record.name!r} produced non-finite scores for {bad}.")
