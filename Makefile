@@ -5,6 +5,7 @@
 # Both create .venv and install the pinned requirements on first use, then the
 # package itself in editable mode (`import epsd_tf`, epsd-run, epsd-sweep and
 # epsd-export work from any directory; edits to the checkout take effect at once).
+# make test also runs the TF-free JAX suite (make test-jax) in .venv-jax.
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,7 +14,7 @@ WORKDIR ?= runs/quickstart
 FASHION_MNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data quickstart test bench clean
-.PHONY: lint test-fast
+.PHONY: lint test-fast setup-jax test-jax
 
 setup: $(VENV)/.installed
 
@@ -42,6 +43,25 @@ quickstart: setup data
 
 test: setup data
 	$(PY) -m pytest -q tests
+	$(MAKE) test-jax
+
+# The JAX backend without TensorFlow: a separate venv from requirements-jax.txt.
+VENV_JAX ?= .venv-jax
+PY_JAX := $(VENV_JAX)/bin/python
+
+setup-jax: $(VENV_JAX)/.installed
+
+$(VENV_JAX)/.installed: requirements-jax.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV_JAX)
+	$(PY_JAX) -m pip install --quiet -r requirements-jax.txt
+	$(PY_JAX) -m pip install --quiet --no-deps -e .
+	touch $@
+
+# tests/jax/ and the backend-neutral tests (the `jax` mark; tests/conftest.py)
+# on Keras' JAX backend, two XLA host devices, no TensorFlow installed.
+test-jax: setup-jax data
+	KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+	  $(PY_JAX) -m pytest -q -m jax tests
 
 # `make test` lints first.
 test: lint
@@ -58,4 +78,4 @@ bench: setup data
 	$(PY) tools/bench.py --output=runs/bench.json
 
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) $(VENV_JAX) runs

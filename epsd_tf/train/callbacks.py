@@ -9,7 +9,7 @@ import time
 import keras
 from absl import logging
 
-from epsd_tf import files
+from epsd_tf import backends, files
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -133,6 +133,10 @@ def standard_callbacks(workdir: str, images_per_step: int,
                        start: tuple[int, int] = (0, 0)) -> list:
     """The callbacks of a run: resume, CSV log, TensorBoard and timing.
 
+    Keras' TensorBoard callback writes with `tf.summary`: without TensorFlow
+    (the JAX environment) it is left out with one notice; `train_log.csv`
+    holds the same per-epoch values.
+
     Args:
         workdir: the experiment workdir (see `workdir.py` for its layout).
         images_per_step: images per training step, for throughput logging.
@@ -140,13 +144,18 @@ def standard_callbacks(workdir: str, images_per_step: int,
             None backs up at the end of each epoch only.
         start: `(epoch, batches done)` this fit call resumes from.
     """
-    return [
+    callbacks = [
         # EpochTimer first so its values reach the CSV and TensorBoard logs.
         EpochTimer(images_per_step),
         # Kept when fit ends: `run` deletes it once the trained model is saved,
         # so a kill in between resumes after the last epoch instead of at 0.
         Backup(os.path.join(workdir, files.BACKUP), backup_every_steps, start),
         keras.callbacks.CSVLogger(os.path.join(workdir, files.TRAIN_LOG), append=True),
-        keras.callbacks.TensorBoard(os.path.join(workdir, files.TENSORBOARD),
-                                    write_graph=False, profile_batch=0),
     ]
+    if backends.has_tensorflow():
+        callbacks.append(keras.callbacks.TensorBoard(
+            os.path.join(workdir, files.TENSORBOARD), write_graph=False, profile_batch=0))
+    else:
+        logging.warning("TensorBoard logs need TensorFlow, which is not installed: none "
+                        "written (%s has the same per-epoch values)", files.TRAIN_LOG)
+    return callbacks

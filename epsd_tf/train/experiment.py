@@ -111,6 +111,8 @@ def run(workdir: str, *,
         raise ValueError(f"steps_per_epoch must be >= 1 or None, got {steps_per_epoch!r}")
     method = methods_lib.get(method)
     verbose = callbacks_lib.progress_verbosity(verbose)
+    for stage in (export, pqat, landscape):  # TensorFlow-only stages on another backend
+        getattr(stage, "backend_check", lambda: None)()
     # One run per workdir: a second run on it is refused here, before any work.
     with workdir_lib.lock(workdir):
         keras.utils.set_random_seed(seed)
@@ -270,16 +272,14 @@ def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat,
 
 
 def _batch_size(batches) -> int:
-    images = batches.element_spec[0]
-    images = images["image"] if isinstance(images, dict) else images
-    return int(images.shape[0])
+    return int(data.batch_info.batch_size(batches))
 
 
 def _steps_per_epoch(batches, num_train: int) -> int:
-    steps = int(batches.cardinality())
+    steps = data.batch_info.num_batches(batches)
     # Streamed (TFDS) pipelines may not know their length; the schedule only
     # needs it to convert epochs to steps.
-    return steps if steps >= 0 else num_train // _batch_size(batches)
+    return steps if steps is not None else num_train // _batch_size(batches)
 
 
 def _pruned_model(workdir, model, prune, batches, method, seed):
@@ -303,7 +303,7 @@ def _pruned_model(workdir, model, prune, batches, method, seed):
 def _test_images(splits, count: int):
     if count <= 0:
         return None
-    return next(iter(splits.test.unbatch().map(lambda x, y: x).batch(count)))
+    return data.batch_info.first_examples(splits.test, count)[0]
 
 
 def _mean_jsv(model, images, training: bool) -> dict:
@@ -364,6 +364,6 @@ def _export(directory, model, export, splits, about=None):
     the run's own workdir). `about` (the run's data, method, pruning, test
     metrics and config) goes into the export's MODEL_CARD.md.
     """
-    images, labels = next(iter(splits.test.unbatch().batch(PARITY_EXAMPLES)))
+    images, labels = data.batch_info.first_examples(splits.test, PARITY_EXAMPLES)
     return export(model, directory, representative_data=splits.train,
                   eval_batch=(images, labels), overwrite=True, about=about)

@@ -11,9 +11,11 @@ name is the Python name, so the API docs are the config docs.
 from __future__ import annotations
 
 import gin
+import keras
 
-from epsd_tf import analysis, data, export, models, optim, pruning
+from epsd_tf import analysis, data, models, optim, pruning
 from epsd_tf.distill import methods
+from epsd_tf.train import tf_only
 
 _REGISTERED = []
 
@@ -28,8 +30,14 @@ _register(models.build, "epsd_tf.models")
 _register(optim.make_optimizer, "epsd_tf.optim")
 _register(optim.make_recipe_optimizer, "epsd_tf.optim")
 _register(pruning.prune_at_init, "epsd_tf.pruning")
-_register(export.export_all, "epsd_tf.export")
-_register(export.run_pqat, "epsd_tf.export")
+if keras.backend.backend() == "tensorflow":
+    from epsd_tf import export
+
+    _register(export.export_all, "epsd_tf.export")
+    _register(export.run_pqat, "epsd_tf.export")
+else:  # Same names, so configs parse; using them fails before any work.
+    _register(tf_only.stand_in("export_all"), "epsd_tf.export")
+    _register(tf_only.stand_in("run_pqat"), "epsd_tf.export")
 _register(analysis.loss_landscape, "epsd_tf.analysis")
 for _method in (methods.NoDistillation, methods.DLB, methods.CSKD, methods.PSKD):
     _register(_method, "epsd_tf.distill")
