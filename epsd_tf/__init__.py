@@ -33,6 +33,12 @@ first use.
 
 import importlib
 
+from epsd_tf import backends as _backends
+
+# A backend that is not installed fails here, naming what to install, before
+# anything imports Keras (which would fail deep inside its own import).
+_backends.check_installed()
+
 __version__ = "0.1.0"
 
 _PACKAGES = ("analysis", "data", "distill", "export", "models", "optim", "pruning", "train")

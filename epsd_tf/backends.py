@@ -48,13 +48,17 @@ def backend() -> str:
     return keras.backend.backend()
 
 
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 @functools.cache
 def has_tensorflow() -> bool:
     """Whether TensorFlow can be imported (looked up, not imported)."""
-    try:
-        return importlib.util.find_spec("tensorflow") is not None
-    except (ImportError, ValueError):
-        return False
+    return _installed("tensorflow")
 
 
 def check_installed() -> None:
@@ -69,14 +73,10 @@ def check_installed() -> None:
     if module is None:
         raise ValueError(f"KERAS_BACKEND={name!r} is not a Keras backend; valid: "
                          f"{sorted(BACKEND_MODULES)}")
-    try:
-        found = importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        found = False
-    if not found:
+    if not _installed(module):
         how = _REQUIREMENTS.get(name, f"pip install {module}")
-        others = [b for b in ("tensorflow", "jax") if b != name and (
-            b != "tensorflow" or has_tensorflow())]
+        others = [b for b in ("tensorflow", "jax", "torch")
+                  if b != name and _installed(BACKEND_MODULES[b])]
         raise ModuleNotFoundError(
             f"Keras backend {name!r} is requested (KERAS_BACKEND or ~/.keras/keras.json) "
             f"but {module!r} is not installed: {how}, or set KERAS_BACKEND to an "
