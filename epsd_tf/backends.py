@@ -1,7 +1,7 @@
 """Which Keras backend runs, whether TensorFlow is there, and what needs it.
 
 Imports neither Keras nor TensorFlow: `epsd_tf/__init__.py` calls
-`check_installed()` before Keras is imported, so asking for a backend that is
+`checkinstalled()` before Keras is imported, so asking for a backend that is
 not installed (`KERAS_BACKEND=jax` without jax) fails with what to do, not
 with an import error from inside Keras. The parts of the library that only
 TensorFlow provides (TFDS and ImageNet input, SavedModel/TFLite export, TF-MOT
@@ -48,7 +48,8 @@ def backend() -> str:
     return keras.backend.backend()
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether `module` can be imported (looked up, not imported)."""
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
@@ -58,10 +59,10 @@ def _installed(module: str) -> bool:
 @functools.cache
 def has_tensorflow() -> bool:
     """Whether TensorFlow can be imported (looked up, not imported)."""
-    return _installed("tensorflow")
+    return installed("tensorflow")
 
 
-def check_installed() -> None:
+def checkinstalled() -> None:
     """Raises ModuleNotFoundError if the requested backend's package is missing.
 
     Raises:
@@ -73,10 +74,10 @@ def check_installed() -> None:
     if module is None:
         raise ValueError(f"KERAS_BACKEND={name!r} is not a Keras backend; valid: "
                          f"{sorted(BACKEND_MODULES)}")
-    if not _installed(module):
+    if not installed(module):
         how = _REQUIREMENTS.get(name, f"pip install {module}")
         others = [b for b in ("tensorflow", "jax", "torch")
-                  if b != name and _installed(BACKEND_MODULES[b])]
+                  if b != name and installed(BACKEND_MODULES[b])]
         raise ModuleNotFoundError(
             f"Keras backend {name!r} is requested (KERAS_BACKEND or ~/.keras/keras.json) "
             f"but {module!r} is not installed: {how}, or set KERAS_BACKEND to an "
