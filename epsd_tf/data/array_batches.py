@@ -16,10 +16,13 @@ semantics as method_batches.py (DESIGN.md, `epsd_tf.data`, "Two input paths"):
   `({"image", "example_id"}, y)` (PS-KD).
 * `EvalBatches`: normalised, un-augmented, last partial batch kept.
 
-Keras calls `on_epoch_end` after each epoch (its enqueuer is stopped first,
-so no batch of the next epoch is built early); the epoch count starts at 0 in
-each process, as tf.data's `rerandomize_each_iteration` does. Workers are
-threads: numpy releases the GIL in the copies and arithmetic that dominate.
+The epoch is an `EpochClock`'s (`clock=`, also a callback of `fit`: epoch e
+draws the same batches in an uninterrupted and a resumed run; `skip(n)` gives
+the rest of an interrupted epoch) or, without a clock, the batches' own count,
+advanced by Keras' `on_epoch_end` (its enqueuer is stopped first, so no batch
+of the next epoch is built early) and starting at 0 in each process, as
+tf.data's `rerandomize_each_iteration` does. Workers are threads: numpy
+releases the GIL in the copies and arithmetic that dominate.
 """
 
 from __future__ import annotations
@@ -49,11 +52,13 @@ class TrainBatches(keras.utils.PyDataset):
         workers: threads building batches ahead of the training step (1: in
             the training thread).
         max_queue_size: batches built ahead when `workers > 1`.
+        clock: an `EpochClock` whose `epoch` keys the batches; None counts
+            epochs with `on_epoch_end`.
     """
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, *, kind: str,
                  batch_size: int, preprocess, seed: int, num_classes: int,
-                 workers: int = 1, max_queue_size: int = 16):
+                 workers: int = 1, max_queue_size: int = 16, clock=None):
         super().__init__(workers=int(workers), use_multiprocessing=False,
                          max_queue_size=int(max_queue_size))
         if kind not in _KINDS:
@@ -67,7 +72,8 @@ class TrainBatches(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.preprocess = preprocess
         self.seed = int(seed)
-        self.epoch = 0
+        self.clock = clock
+        self._own_epoch = 0
         self._orders: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
         if kind == "class_pairs":
@@ -85,11 +91,20 @@ class TrainBatches(keras.utils.PyDataset):
                 "class_pairs": ("image", "pair_image"),
                 "example_ids": ("image", "example_id")}[self.kind]
 
+    @property
+    def epoch(self) -> int:
+        """The epoch whose batches `self[i]` returns (the clock's, if any)."""
+        return self.clock.epoch if self.clock is not None else self._own_epoch
+
     def __len__(self) -> int:
         return len(self.labels) // self.batch_size
 
     def on_epoch_end(self):
-        self.epoch += 1
+        self._own_epoch += 1
+
+    def skip(self, count: int) -> "SkippedBatches":
+        """The batches of each epoch after the first `count` (tf.data's `skip`)."""
+        return SkippedBatches(self, count)
 
     def order(self, epoch: int) -> np.ndarray:
         """The example ids of `epoch` in batch order (a seeded permutation)."""
@@ -118,6 +133,29 @@ class TrainBatches(keras.utils.PyDataset):
                     "pair_image": self.preprocess(self.images[partners], True, seed=rng)
                     }, labels
         return {"image": view0, "example_id": ids.astype(np.int64)}, labels
+
+
+class SkippedBatches(keras.utils.PyDataset):
+    """`TrainBatches` without each epoch's first `count` batches (resume mid-epoch)."""
+
+    def __init__(self, batches: TrainBatches, count: int):
+        super().__init__(workers=batches.workers, use_multiprocessing=False,
+                         max_queue_size=batches.max_queue_size)
+        if not 0 <= count < len(batches):
+            raise ValueError(f"skip count must be in 0 .. {len(batches) - 1}, got {count}")
+        self.batches, self.count = batches, int(count)
+        self.batch_size = batches.batch_size
+
+    def __len__(self) -> int:
+        return len(self.batches) - self.count
+
+    def __getitem__(self, index: int):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} of {len(self)}")
+        return self.batches[index + self.count]
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
 
 
 class _PairTable:

@@ -9,13 +9,15 @@ clock, `for_method(..., epoch=clock)` draws each iteration's order and
 augmentation seeds from `(seed, clock epoch)` instead, and the clock, as a
 callback of `fit`, sets that epoch at each epoch's start — so epoch e sees
 the same batches in an uninterrupted run and in a resumed one (issue 12,
-defect 6).
+defect 6). The numpy pipeline (array_batches.py) reads the clock's `epoch`
+the same way; its `tf.Variable`, which the tf.data pipeline reads inside its
+graph, is made only when that pipeline asks for it, so this module imports
+no TensorFlow.
 """
 
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
 
 
 class EpochClock(keras.callbacks.Callback):
@@ -28,8 +30,20 @@ class EpochClock(keras.callbacks.Callback):
 
     def __init__(self, epoch: int = 0):
         super().__init__()
-        self.variable = tf.Variable(int(epoch), dtype=tf.int64, trainable=False,
-                                    name="data_epoch")
+        self.epoch = int(epoch)
+        self._variable = None
+
+    @property
+    def variable(self):
+        """The epoch as a `tf.Variable` (int64), for the tf.data pipeline."""
+        if self._variable is None:
+            import tensorflow as tf
+
+            self._variable = tf.Variable(self.epoch, dtype=tf.int64, trainable=False,
+                                         name="data_epoch")
+        return self._variable
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.variable.assign(epoch)
+        self.epoch = int(epoch)
+        if self._variable is not None:
+            self._variable.assign(epoch)

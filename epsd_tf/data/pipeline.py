@@ -1,19 +1,22 @@
-"""`data.load`: one dataset from any source as batched tf.data pipelines.
+"""`data.load`: one dataset from any source as batched input pipelines.
 
 Sources (DESIGN.md, `epsd_tf.data`): "tfds", "idx", "npz", "folder",
 "synthetic", and "auto" (`idx` from `/usr/share/datasets/<name-with-dashes>/`
 when that directory exists, "synthetic" for the name "synthetic", the source
 implied by `path` when one is given, else "tfds").
 
-Two paths produce the same `_Examples` (unbatched splits plus what is known
-about them), from which `_assemble` builds the one frozen `DataSplits`:
+Two ways in, one frozen `DataSplits` out (`_assemble`):
 
-* `_in_memory` (idx, npz, folder, synthetic): read with numpy once; images,
+* in memory (idx, npz, folder, synthetic): read with numpy once; images,
   labels and classes are validated before any pipeline is built; images stay
-  uint8 until the per-example map.
-* `_streamed` (tfds): splits are streamed; `cache` keeps their decoded uint8
-  images (in memory, or in the file `cache` names) before shuffling and
-  augmentation.
+  uint8 until the per-batch (numpy) or per-example (tf.data) transform.
+* streamed (tfds, tf_pipeline.py): splits are streamed; `cache` keeps their
+  decoded uint8 images before shuffling and augmentation.
+
+Two pipelines (`pipeline=`): "tf" (tf.data, tf_pipeline.py / tf_batches.py;
+the default on the TensorFlow backend) and "numpy" (the TF-free path of
+numpy_augment.py / array_batches.py; the default on other backends, in-memory
+sources only). This module imports no TensorFlow.
 
 The classes of every source are declared, not inferred (see classes.py).
 """
@@ -22,22 +25,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
-import numpy as np
-import tensorflow as tf
 from absl import logging
 
+from epsd_tf import backends
 from epsd_tf.data import arrays as arrays_lib
-from epsd_tf.data import augment as augment_lib
-from epsd_tf.data import classes, folder, idx, synthetic, tfds_source
+from epsd_tf.data import augmentation as augmentation_lib
+from epsd_tf.data import classes, folder, idx, synthetic
 from epsd_tf.data.known import KNOWN_DATASETS
 from epsd_tf.data.splits import DatasetInfo, DataSplits
 
 SOURCES = ("auto", "tfds", "idx", "npz", "folder", "synthetic")
+PIPELINES = ("auto", "tf", "numpy")
 DATASETS_ROOT = "/usr/share/datasets"
-# Streamed datasets without known statistics: computed from this many examples.
-_STATS_EXAMPLES = 10_000
+# Default threads building numpy-path training batches.
+MAX_DEFAULT_WORKERS = 8
 
 
 def resolve_source(dataset: str, source: str, path: Optional[str]):
@@ -70,7 +73,7 @@ def resolve_source(dataset: str, source: str, path: Optional[str]):
 
 @dataclasses.dataclass(frozen=True)
 class _Examples:
-    """Unbatched splits of either path, and what is known about them."""
+    """The splits of either way in, and what is known about them."""
 
     source: str
     num_classes: int
@@ -78,10 +81,8 @@ class _Examples:
     input_shape: tuple
     stats: tuple  # (mean, std) per channel, 0-1 scale
     counts: tuple  # (num_train, num_validation, num_test)
-    train_examples: tf.data.Dataset
-    validation: Optional[tf.data.Dataset]  # (uint8 image, int32 label)
-    test: tf.data.Dataset
-    train_arrays: Optional[tuple] = None
+    arrays: Optional[arrays_lib.ArraySplits] = None  # in memory
+    streams: Any = None  # streamed: tf_pipeline.Streams
 
 
 def _known(dataset: str, channels: int):
@@ -117,8 +118,8 @@ _HOW_TO_DECLARE = {
 
 
 def _in_memory(dataset, source, path, *, image_size, validation_fraction, num_classes,
-               max_train_examples, synthetic_options) -> _Examples:
-    """The in-memory path: numpy arrays, checked once, then `from_tensor_slices`."""
+               max_train_examples, synthetic_options, pipeline) -> _Examples:
+    """The in-memory way in: numpy arrays, checked once."""
     if source == "synthetic" and num_classes is not None:
         synthetic_options = dict(synthetic_options, num_classes=num_classes)
     splits = arrays_lib.checked(_read_arrays(source, path, image_size, synthetic_options))
@@ -143,9 +144,16 @@ def _in_memory(dataset, source, path, *, image_size, validation_fraction, num_cl
         labels["validation"] = splits.y_val
     num_classes = classes.check_labels(labels, declared, dataset, how)
     if image_size is not None:
-        size = augment_lib.stored_size(image_size)
-        resize = lambda x: None if x is None else augment_lib.resize_and_center_crop(
-            x, size).numpy()
+        size = augmentation_lib.stored_size(image_size)
+        if pipeline == "tf":
+            from epsd_tf.data import tf_pipeline
+
+            resize = lambda x: tf_pipeline.resize(x, size)
+        else:
+            from epsd_tf.data import numpy_augment
+
+            resize = lambda x: None if x is None else numpy_augment.resize_and_center_crop(
+                x, size)
         splits = dataclasses.replace(splits, x_train=resize(splits.x_train),
                                      x_val=resize(splits.x_val), x_test=resize(splits.x_test))
     stored_shape = splits.x_train.shape[1:]
@@ -156,78 +164,13 @@ def _in_memory(dataset, source, path, *, image_size, validation_fraction, num_cl
         stats=(known.mean, known.std) if known else arrays_lib.mean_std(splits.x_train),
         counts=(len(splits.y_train), 0 if splits.y_val is None else len(splits.y_val),
                 len(splits.y_test)),
-        train_examples=tf.data.Dataset.from_tensor_slices({
-            "image": splits.x_train, "label": splits.y_train,
-            "example_id": np.arange(len(splits.y_train), dtype=np.int64)}),
-        validation=(None if splits.x_val is None else
-                    tf.data.Dataset.from_tensor_slices((splits.x_val, splits.y_val))),
-        test=tf.data.Dataset.from_tensor_slices((splits.x_test, splits.y_test)),
-        train_arrays=(splits.x_train, splits.y_train))
-
-
-def _streamed(dataset, *, data_dir, validation_fraction, download, num_classes,
-              image_size, cache, max_train_examples) -> _Examples:
-    """The streamed path: TFDS splits, classes from the TFDS label metadata."""
-    stream = tfds_source.load_tfds(dataset, data_dir, validation_fraction, download)
-    known = _known(dataset, stream.image_shape[-1])
-    declared, class_names = classes.declared(
-        dataset, known=known, source_classes=stream.num_classes,
-        class_names=stream.class_names, requested=num_classes,
-        where="the TFDS label metadata")
-    classes.at_least_two(declared, dataset)
-    if image_size is None and None in stream.image_shape[:2]:
-        if known is None or known.default_image_size is None:
-            raise ValueError(
-                f"TFDS dataset {dataset!r} has variable image sizes; pass image_size=")
-        image_size = known.default_image_size
-    if image_size is not None:
-        size = augment_lib.stored_size(image_size)
-        store = lambda image, label: (augment_lib.resize_and_center_crop(image, size), label)
-        parts = [None if d is None else d.map(store, num_parallel_calls=tf.data.AUTOTUNE)
-                 for d in (stream.train, stream.validation, stream.test)]
-        stream = dataclasses.replace(stream, train=parts[0], validation=parts[1],
-                                     test=parts[2])
-    stats = (known.mean, known.std) if known else _stream_stats(stream.train)
-    train = _cached(stream.train, cache, "train")
-    num_train = stream.num_train
-    if max_train_examples is not None:
-        train = train.take(int(max_train_examples))
-        num_train = min(num_train, int(max_train_examples))
-    return _Examples(
-        source="tfds", num_classes=declared, class_names=class_names,
-        input_shape=((image_size, image_size, stream.image_shape[-1])
-                     if image_size is not None else stream.image_shape),
-        stats=stats, counts=(num_train, stream.num_validation, stream.num_test),
-        train_examples=train.enumerate().map(
-            lambda i, example: {"image": example[0], "label": example[1], "example_id": i}),
-        validation=(None if stream.validation is None else
-                    _cached(stream.validation, cache, "validation")),
-        test=_cached(stream.test, cache, "test"))
-
-
-def _stream_stats(train: tf.data.Dataset) -> tuple:
-    images = np.concatenate([batch for batch, _ in train.take(_STATS_EXAMPLES).batch(
-        1000).as_numpy_iterator()])
-    return arrays_lib.mean_std(images)
-
-
-def _cached(dataset: tf.data.Dataset, cache: Union[bool, str], name: str):
-    if cache is False:
-        return dataset
-    return dataset.cache() if cache is True else dataset.cache(f"{cache}.{name}")
-
-
-def _eval_batches(examples: tf.data.Dataset, preprocess, batch_size: int):
-    # Batch first: the evaluation transform is vectorised over the batch.
-    return examples.batch(batch_size).map(
-        lambda images, labels: (preprocess(images, False), labels),
-        num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        arrays=splits)
 
 
 def _assemble(dataset: str, examples: _Examples, *, batch_size, eval_batch_size, augment,
-              seed, crop_padding, horizontal_flip, shuffle_buffer, deterministic
-              ) -> DataSplits:
-    """Builds the `DataSplits` of either path: info, preprocessing, eval batches."""
+              seed, crop_padding, horizontal_flip, shuffle_buffer, deterministic,
+              pipeline, workers) -> DataSplits:
+    """Builds the `DataSplits` of either pipeline: info, preprocessing, eval batches."""
     input_shape = tuple(int(d) for d in examples.input_shape)
     mean, std = examples.stats
     info = DatasetInfo(name=dataset, num_classes=int(examples.num_classes),
@@ -237,21 +180,71 @@ def _assemble(dataset: str, examples: _Examples, *, batch_size, eval_batch_size,
                        source=examples.source, class_names=examples.class_names)
     if info.num_train == 0 or info.num_test == 0:
         raise ValueError(f"dataset {dataset!r} has an empty split: {info}")
-    augmentation = augment_lib.default_augmentation(input_shape, augment, crop_padding,
-                                                    horizontal_flip)
-    preprocess = augment_lib.Preprocessor(input_shape, info.mean, info.std, augmentation, seed)
-    options = tf.data.Options()
-    options.deterministic = deterministic
-    evals = {name: None if d is None else
-             _eval_batches(d, preprocess, eval_batch_size).with_options(options)
-             for name, d in (("validation", examples.validation), ("test", examples.test))}
-    logging.info("Loaded %s from %s: %s; augmentation %s", dataset, examples.source, info,
-                 augmentation)
+    augmentation = augmentation_lib.default_augmentation(input_shape, augment, crop_padding,
+                                                         horizontal_flip)
+    arrays = examples.arrays
+    if pipeline == "numpy":
+        from epsd_tf.data import array_batches, numpy_augment
+
+        preprocess = numpy_augment.NumpyPreprocessor(input_shape, info.mean, info.std,
+                                                     augmentation, seed)
+        evals = {name: None if x is None else array_batches.EvalBatches(
+                     x, y, batch_size=eval_batch_size, preprocess=preprocess)
+                 for name, x, y in (("validation", arrays.x_val, arrays.y_val),
+                                    ("test", arrays.x_test, arrays.y_test))}
+        train_examples = array_batches.ArrayExamples(arrays.x_train, arrays.y_train)
+    else:
+        from epsd_tf.data import tf_pipeline
+
+        preprocess = tf_pipeline.preprocessor(input_shape, info.mean, info.std, augmentation,
+                                              seed)
+        if arrays is not None:
+            train_examples, validation, test = tf_pipeline.from_arrays(arrays)
+        else:
+            streams = examples.streams
+            train_examples, validation, test = (streams.train_examples, streams.validation,
+                                                streams.test)
+        evals = {name: None if d is None else tf_pipeline.eval_batches(
+                     d, preprocess, eval_batch_size, deterministic)
+                 for name, d in (("validation", validation), ("test", test))}
+    logging.info("Loaded %s from %s (%s pipeline): %s; augmentation %s", dataset,
+                 examples.source, pipeline, info, augmentation)
     return DataSplits(info=info, validation=evals["validation"], test=evals["test"],
-                      train_examples=examples.train_examples, preprocess=preprocess,
+                      train_examples=train_examples, preprocess=preprocess,
                       batch_size=int(batch_size), eval_batch_size=int(eval_batch_size),
-                      seed=int(seed), train_arrays=examples.train_arrays,
-                      shuffle_buffer=int(shuffle_buffer), deterministic=deterministic)
+                      seed=int(seed),
+                      train_arrays=None if arrays is None else (arrays.x_train,
+                                                                arrays.y_train),
+                      shuffle_buffer=int(shuffle_buffer), deterministic=deterministic,
+                      pipeline=pipeline, workers=int(workers))
+
+
+def resolve_pipeline(pipeline: str, source: str, dataset: str) -> str:
+    """The concrete pipeline ("tf" or "numpy") for `pipeline` and a resolved `source`.
+
+    "auto" is "tf" on Keras' TensorFlow backend and "numpy" elsewhere.
+
+    Raises:
+        ValueError: unknown pipeline; TFDS data without the tf.data pipeline
+            (e.g. on JAX); "tf" without TensorFlow installed.
+    """
+    if pipeline not in PIPELINES:
+        raise ValueError(f"Unknown pipeline {pipeline!r}; valid: {PIPELINES}")
+    backend = backends.backend()
+    if pipeline == "auto":
+        pipeline = "tf" if backend == "tensorflow" else "numpy"
+    if pipeline == "tf" and not backends.has_tensorflow():
+        raise ValueError("pipeline='tf' (tf.data) needs TensorFlow, which is not installed; "
+                         "use pipeline='numpy' (in-memory sources)")
+    if source == "tfds" and pipeline != "tf":
+        raise ValueError(
+            f"dataset {dataset!r} comes from TFDS (source 'tfds'; 'auto' picks it when "
+            f"{DATASETS_ROOT}/<name>/ holds no IDX copy), which streams through tf.data and "
+            f"needs TensorFlow, but Keras runs on {backend!r}. Here, use an in-memory "
+            "source: source='npz' with path= a .npz of x_train, y_train, x_test, y_test "
+            "(write it once on a TensorFlow machine, e.g. with tfds.as_numpy), or 'idx', "
+            "'folder', 'synthetic'; or pipeline='tf' where TensorFlow is installed.")
+    return pipeline
 
 
 def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
@@ -262,6 +255,7 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
          horizontal_flip: Optional[bool] = None, num_classes: Optional[int] = None,
          shuffle_buffer: int = 10_000, deterministic: bool = True,
          download: bool = False, max_train_examples: Optional[int] = None,
+         pipeline: str = "auto", workers: Optional[int] = None,
          **synthetic_options) -> DataSplits:
     """Loads `dataset` as train/validation/test pipelines (DESIGN.md contract).
 
@@ -295,11 +289,17 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
         download: let TFDS download and prepare the data first.
         max_train_examples: keep only the first N training examples (after the
             validation carve-out), e.g. to fit a time budget; None keeps all.
+        pipeline: one of `PIPELINES`: "tf" (tf.data), "numpy" (TF-free,
+            in-memory sources), "auto" ("tf" on Keras' TensorFlow backend,
+            "numpy" elsewhere).
+        workers: threads building training batches ahead of the step on the
+            numpy pipeline (default: the CPU count, at most 8).
         **synthetic_options: for source "synthetic": `num_examples, num_test,
             image_shape, num_classes, noise, data_seed` (see synthetic.py).
 
     Raises:
-        ValueError: unknown source/dataset/option, bad shapes or sizes,
+        ValueError: unknown source/dataset/option/pipeline, TFDS data without
+            the tf.data pipeline (e.g. on JAX), bad shapes or sizes,
             undeclared or disagreeing classes, fewer than two classes, labels
             outside the classes, validation/test labels absent from training.
         FileNotFoundError: missing files, with how to get the data.
@@ -321,19 +321,30 @@ def load(dataset: str, *, source: str = "auto", path: Optional[str] = None,
                          f"{max_train_examples!r}")
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction!r}")
+    if workers is None:
+        workers = min(MAX_DEFAULT_WORKERS, os.cpu_count() or 1)
+    if int(workers) < 1:
+        raise ValueError(f"workers must be >= 1 or None, got {workers!r}")
+    pipeline = resolve_pipeline(pipeline, source, dataset)
 
     if source == "tfds":
-        examples = _streamed(dataset, data_dir=data_dir,
-                             validation_fraction=validation_fraction, download=download,
-                             num_classes=num_classes, image_size=image_size, cache=cache,
-                             max_train_examples=max_train_examples)
+        from epsd_tf.data import tf_pipeline
+
+        streams = tf_pipeline.streamed(
+            dataset, known=_known, data_dir=data_dir, validation_fraction=validation_fraction,
+            download=download, num_classes=num_classes, image_size=image_size, cache=cache,
+            max_train_examples=max_train_examples)
+        examples = _Examples(source="tfds", num_classes=streams.num_classes,
+                             class_names=streams.class_names, input_shape=streams.input_shape,
+                             stats=streams.stats, counts=streams.counts, streams=streams)
     else:
         examples = _in_memory(dataset, source, path, image_size=image_size,
                               validation_fraction=validation_fraction,
                               num_classes=num_classes,
                               max_train_examples=max_train_examples,
-                              synthetic_options=synthetic_options)
+                              synthetic_options=synthetic_options, pipeline=pipeline)
     return _assemble(dataset, examples, batch_size=batch_size,
                      eval_batch_size=eval_batch_size, augment=augment, seed=seed,
                      crop_padding=crop_padding, horizontal_flip=horizontal_flip,
-                     shuffle_buffer=shuffle_buffer, deterministic=deterministic)
+                     shuffle_buffer=shuffle_buffer, deterministic=deterministic,
+                     pipeline=pipeline, workers=workers)

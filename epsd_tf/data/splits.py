@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
-import tensorflow as tf
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +48,10 @@ class DataSplits:
     Frozen: `data.load` builds it once; `train` is derived from the fields on
     first use (`for_method(splits, "plain")`).
 
+    Batches are `tf.data.Dataset`s on the tf.data path (`pipeline == "tf"`)
+    and `keras.utils.PyDataset`s on the TF-free numpy path (`"numpy"`; see
+    method_batches.py and array_batches.py); `data.batch_info` reads either.
+
     Attributes:
         info: the `DatasetInfo`.
         train: (property) batches `(float32 [B, H, W, C] normalised, int32 [B])`,
@@ -59,7 +62,9 @@ class DataSplits:
         test: like `validation`, for the test split.
         train_examples: unbatched, un-augmented, un-normalised training examples
             in a fixed order: `{"image": uint8 [h, w, C], "label": int32 [],
-            "example_id": int64 []}` with ids `0 .. num_train - 1`. `[h, w]` is
+            "example_id": int64 []}` with ids `0 .. num_train - 1` (a
+            `tf.data.Dataset`, or an `array_batches.ArrayExamples` iterable on
+            the numpy path). `[h, w]` is
             the stored size: the model input size, except for random-resized-crop
             datasets (input >= 128 px), which store `round(size / 0.875)` px.
         preprocess: `preprocess(image_uint8, training, seed=None) -> float32`;
@@ -73,12 +78,14 @@ class DataSplits:
         shuffle_buffer: shuffle buffer of streamed sources (in-memory sources
             shuffle all examples).
         deterministic: whether parallel maps keep element order.
+        pipeline: "tf" (tf.data) or "numpy" (TF-free, in-memory sources only).
+        workers: threads building numpy-path training batches ahead of the step.
     """
 
     info: DatasetInfo
-    validation: Optional[tf.data.Dataset]
-    test: tf.data.Dataset
-    train_examples: tf.data.Dataset
+    validation: Optional[Any]
+    test: Any
+    train_examples: Any
     preprocess: Callable
     batch_size: int
     eval_batch_size: int
@@ -86,15 +93,22 @@ class DataSplits:
     train_arrays: Optional[tuple] = None
     shuffle_buffer: int = 10_000
     deterministic: bool = True
+    pipeline: str = "tf"
+    workers: int = 1
 
     @functools.cached_property
-    def train(self) -> tf.data.Dataset:
+    def train(self):
         """The plain training batches (see the class docstring), built once."""
         from epsd_tf.data import method_batches  # It imports this module.
 
+        batches = method_batches.for_method(self, "plain")
+        if self.pipeline != "tf":
+            return batches
+        import tensorflow as tf
+
         options = tf.data.Options()
         options.deterministic = self.deterministic
-        return method_batches.for_method(self, "plain").with_options(options)
+        return batches.with_options(options)
 
     @property
     def in_memory(self) -> bool:

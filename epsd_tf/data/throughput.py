@@ -1,4 +1,4 @@
-"""Input-pipeline throughput: how many images per second tf.data delivers.
+"""Input-pipeline throughput: how many images per second a pipeline delivers.
 
 Iterates the pipeline only (no model), so the lead's benchmark can check the
 input pipeline is not the bottleneck (it should deliver several times the
@@ -7,16 +7,29 @@ model's training speed).
 
 from __future__ import annotations
 
+import itertools
 import time
 
-import tensorflow as tf
+import numpy as np
 
+from epsd_tf.data import batch_info
 from epsd_tf.data.splits import DataSplits
 
 
 def _batch_images(element) -> int:
     labels = element[1] if isinstance(element, tuple) else element["label"]
-    return int(tf.shape(labels)[0])
+    return int(np.shape(labels)[0])
+
+
+def _repeated(dataset):
+    """Batches of `dataset` forever: tf.data's `repeat`, or epochs of a PyDataset."""
+    if batch_info.is_tf_dataset(dataset):
+        yield from dataset.repeat()
+        return
+    for _ in itertools.count():
+        for index in range(len(dataset)):
+            yield dataset[index]
+        dataset.on_epoch_end()
 
 
 def measure_throughput(dataset, num_batches: int = 50,
@@ -25,10 +38,12 @@ def measure_throughput(dataset, num_batches: int = 50,
 
     The dataset is repeated so a short epoch does not end the measurement; the
     first `warmup_batches` (pipeline start-up, shuffle-buffer fill) are not timed.
+    A `keras.utils.PyDataset` (the numpy path) is read in one thread, batch
+    after batch: the rate of one worker.
 
     Args:
-        dataset: batches `(features, labels [B])`, e.g. `data.for_method(...)`,
-            or a `DataSplits` (its `train` batches are timed).
+        dataset: batches `(features, labels [B])`, e.g. `data.for_method(...)`
+            (tf.data or PyDataset), or a `DataSplits` (its `train` batches are timed).
         num_batches: batches timed (>= 1).
         warmup_batches: batches read before timing starts.
 
@@ -41,7 +56,7 @@ def measure_throughput(dataset, num_batches: int = 50,
             f"{warmup_batches}")
     if isinstance(dataset, DataSplits):
         dataset = dataset.train
-    iterator = iter(dataset.repeat())
+    iterator = _repeated(dataset)
     for _ in range(warmup_batches):
         next(iterator)
     images = 0

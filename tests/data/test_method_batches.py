@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from epsd_tf import data
-from epsd_tf.data import method_batches
+from epsd_tf.data import tf_batches
 from epsd_tf.distill import methods
 from tests.data.helpers import decode_ids, id_images
 
@@ -55,7 +55,7 @@ def test_class_pairs_share_label_and_differ_in_example(id_splits):
 
 def test_class_pair_partners_are_random_across_epochs(id_splits):
     partners = collections.defaultdict(set)
-    dataset = method_batches.pair_examples(id_splits, seed=0)
+    dataset = tf_batches.pair_examples(id_splits, seed=0)
     for _ in range(4):
         for example, _ in dataset.as_numpy_iterator():
             partners[int(example["example_id"])].add(int(example["pair_id"]))
@@ -64,9 +64,9 @@ def test_class_pair_partners_are_random_across_epochs(id_splits):
 
 
 def test_streamed_window_pairing_covers_the_epoch(id_splits):
-    window = method_batches.pair_window(id_splits)
-    assert 2 <= window <= method_batches.MAX_PAIR_WINDOW
-    pairs = [e for e, _ in method_batches.pair_examples(
+    window = tf_batches.pair_window(id_splits)
+    assert 2 <= window <= tf_batches.MAX_PAIR_WINDOW
+    pairs = [e for e, _ in tf_batches.pair_examples(
         id_splits, seed=1, streamed=True).as_numpy_iterator()]
     anchors = [int(p["example_id"]) for p in pairs]
     assert len(set(anchors)) == len(anchors) >= 60 - 3  # <= 1 unpaired per class

@@ -4,7 +4,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from epsd_tf import data
-from epsd_tf.data import augment, method_batches
+from epsd_tf.data import augment, tf_batches
 
 
 def test_cifar10_mock_shapes_counts_and_known_stats():
@@ -63,7 +63,7 @@ def test_tfds_streamed_class_pairs_share_label_and_differ():
     with tfds.testing.mock_data(num_examples=64):
         splits = data.load("cifar10", source="tfds", batch_size=8, validation_fraction=0.0)
         assert not splits.in_memory
-        pairs = [e for e, _ in method_batches.pair_examples(splits).as_numpy_iterator()]
+        pairs = [e for e, _ in tf_batches.pair_examples(splits).as_numpy_iterator()]
         assert len(pairs) >= 64 - 10  # at most one unpaired example per class
         for pair in pairs:
             assert pair["pair_label"] == pair["label"]

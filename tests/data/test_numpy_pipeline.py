@@ -1,0 +1,101 @@
+"""`data.load(..., pipeline="numpy")`: the TF-free path behind the one `load`/`for_method` API.
+
+Backend-neutral: runs in the TensorFlow suite and in the TF-free JAX suite
+(where "auto" picks this path).
+"""
+
+import numpy as np
+import pytest
+
+from epsd_tf import data
+from epsd_tf.data.array_batches import EvalBatches, TrainBatches
+from tests.data.helpers import decode_ids
+
+pytestmark = pytest.mark.jax
+
+
+def _load(path, **kwargs):
+    kwargs = dict(dict(validation_fraction=0.0, batch_size=12, pipeline="numpy"), **kwargs)
+    return data.load("ids", source="npz", path=path, **kwargs)
+
+
+def test_load_picks_numpy_batches_with_the_contracts_shapes(id_npz):
+    splits = _load(id_npz, validation_fraction=0.2, eval_batch_size=5)
+    assert splits.pipeline == "numpy" and splits.in_memory
+    assert isinstance(splits.train, TrainBatches) and isinstance(splits.test, EvalBatches)
+    assert splits.info.num_train == 48 and splits.info.num_validation == 12
+    images, labels = splits.train[0]
+    assert images.shape == (12, 8, 8, 1) and images.dtype == np.float32
+    assert labels.dtype == np.int32
+    assert [len(y) for _, y in splits.test] == [5, 5, 2]
+    x, y = data.batch_info.first_examples(splits.validation, 12)
+    np.testing.assert_array_equal(decode_ids(x, splits.info) % 3, y)
+    for kind in data.BATCH_KINDS:
+        batches = data.for_method(splits, kind)
+        features = batches[0][0]
+        keys = sorted(features) if isinstance(features, dict) else ["image"]
+        assert keys == sorted(("image",) + batches.feature_keys[1:]), kind
+        assert data.batch_info.batch_size(batches) == 12
+        assert data.batch_info.num_batches(batches) == 4
+
+
+def test_same_seed_same_batches_other_seed_other_batches(id_npz):
+    def first_epoch(seed):
+        batches = data.for_method(_load(id_npz, seed=seed), "two_views")
+        return [batches[i] for i in range(len(batches))]
+
+    first, again, other = first_epoch(1), first_epoch(1), first_epoch(2)
+    for (f, y), (g, z) in zip(first, again):
+        np.testing.assert_array_equal(f["image"], g["image"])
+        np.testing.assert_array_equal(f["image_view1"], g["image_view1"])
+        np.testing.assert_array_equal(y, z)
+    assert not np.array_equal(first[0][0]["image"], other[0][0]["image"])
+
+
+def test_ids_cover_each_example_once_per_epoch(id_npz):
+    splits = _load(id_npz)
+    batches = data.for_method(splits, "example_ids", batch_size=10)
+    orders = []
+    for _ in range(2):
+        ids = np.concatenate([f["example_id"] for f, _ in batches])
+        assert sorted(ids.tolist()) == list(range(60))
+        labels = np.concatenate([y for _, y in batches])
+        np.testing.assert_array_equal(labels, ids % 3)
+        orders.append(ids)
+        batches.on_epoch_end()
+    assert not np.array_equal(*orders)
+
+
+def test_max_train_examples_and_eval_are_unaugmented(id_npz):
+    splits = _load(id_npz, max_train_examples=24)
+    assert splits.info.num_train == 24 and len(splits.train) == 2
+    ids = np.concatenate([decode_ids(x, splits.info) for x, _ in splits.train])
+    assert sorted(ids) == list(range(24))
+    assert [int(e["example_id"]) for e in splits.train_examples] == list(range(24))
+    images, _ = data.batch_info.first_examples(splits.test, 12)
+    np.testing.assert_array_equal(decode_ids(images, splits.info), np.arange(12))
+
+
+def test_the_same_preprocessing_on_both_pipelines(id_npz):
+    if not data.pipeline.backends.has_tensorflow():
+        pytest.skip("the tf.data pipeline needs TensorFlow")
+    numpy_splits = _load(id_npz)
+    tf_splits = _load(id_npz, pipeline="tf")
+    assert numpy_splits.info == tf_splits.info
+    assert numpy_splits.preprocess.augmentation == tf_splits.preprocess.augmentation
+    x_np, y_np = data.batch_info.first_examples(numpy_splits.test, 12)
+    x_tf, y_tf = data.batch_info.first_examples(tf_splits.test, 12)
+    np.testing.assert_allclose(x_np, x_tf, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(y_np, y_tf)
+
+
+def test_bad_pipeline_and_workers(id_npz):
+    with pytest.raises(ValueError, match="Unknown pipeline 'torch'"):
+        _load(id_npz, pipeline="torch")
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        _load(id_npz, workers=0)
+
+
+def test_tfds_needs_the_tf_pipeline():
+    with pytest.raises(ValueError, match="comes from TFDS.*source='npz'"):
+        data.load("cifar10", source="tfds", pipeline="numpy")
