@@ -14,6 +14,7 @@ Suites (each a `run(quick) -> dict` in tools/benchmarks/):
   distill   images/s of each SD method against stock model.fit doing the same
             forward/backward work (target overhead <= 1.15)
   export    dense vs sparse TFLite size and latency (ResNet-20, MobileNetV2)
+  input     DLB batches/s of the TF-free numpy input path against tf.data
   gpu       Keras-JAX on a GPU (not in the default list; `--smoke`: tiny sizes on
             CPU): SD step / stock fit, EPSD scoring / train step, TF-free input
             path / data on the device, epsd_tf DLB / PyTorch eager DLB, peak
@@ -38,8 +39,8 @@ from absl import logging  # noqa: E402
 
 from epsd_tf import files  # noqa: E402
 
-SUITES = ("pipeline", "pruning", "distill", "export", "gpu")
-DEFAULT_SUITES = ("pipeline", "pruning", "distill", "export")  # gpu: by name, on a GPU
+SUITES = ("pipeline", "pruning", "distill", "export", "input", "gpu")
+DEFAULT_SUITES = ("pipeline", "pruning", "distill", "export", "input")  # gpu: by name, on a GPU
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_enum("suite", list(DEFAULT_SUITES), SUITES, "Suites to run.")
@@ -50,10 +51,16 @@ flags.DEFINE_string("output", "runs/bench.json", "Where to write the JSON result
 
 def main(argv):
     del argv
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    import keras  # pylint: disable=g-import-not-at-top
+
+    from epsd_tf import backends
+    versions = {"keras": keras.__version__, "backend": keras.backend.backend()}
+    for name in ("tensorflow", "jax"):  # whichever is installed (JAX machines lack TF)
+        if backends.installed(name):
+            versions[name] = importlib.import_module(name).__version__
     results = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "tensorflow": tf.__version__, "platform": platform.platform()},
+                    "platform": platform.platform(), **versions},
         "quick": FLAGS.quick,
     }
     for suite in FLAGS.suite:
