@@ -1,7 +1,7 @@
 """Which Keras backend runs, whether TensorFlow is there, and what needs it.
 
 Imports neither Keras nor TensorFlow: `epsd_tf/__init__.py` calls
-`checkinstalled()` before Keras is imported, so asking for a backend that is
+`check_installed()` before Keras is imported, so asking for a backend that is
 not installed (`KERAS_BACKEND=jax` without jax) fails with what to do, not
 with an import error from inside Keras. The parts of the library that only
 TensorFlow provides (TFDS and ImageNet input, SavedModel/TFLite export, TF-MOT
@@ -62,7 +62,7 @@ def has_tensorflow() -> bool:
     return installed("tensorflow")
 
 
-def checkinstalled() -> None:
+def check_installed() -> None:
     """Raises ModuleNotFoundError if the requested backend's package is missing.
 
     Raises:

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from absl import logging
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from epsd_tf.data.splits import DataSplits
 

@@ -12,17 +12,12 @@ from epsd_tf.data import batch_info
 from epsd_tf.data.array_batches import ArrayExamples, EvalBatches, TrainBatches
 from epsd_tf.data.augmentation import Augmentation, default_augmentation
 from epsd_tf.data.numpy_augment import NumpyPreprocessor, resize_and_center_crop
+from tests.data.helpers import id_images
 
 pytestmark = pytest.mark.jax
 
 NUM, SIZE = 60, 8
 MEAN, STD = (0.5,), (0.25,)
-
-
-def id_images(num, size=SIZE, channels=1):
-    """Constant images whose pixel value is `id + 1` (decodable after crops)."""
-    return np.broadcast_to((np.arange(num) + 1).astype(np.uint8)[:, None, None, None],
-                           (num, size, size, channels)).copy()
 
 
 def _decode(images):
