@@ -7,7 +7,7 @@ Backend-neutral: runs in the TensorFlow suite and in the TF-free JAX suite
 import numpy as np
 import pytest
 
-from epsd_tf import data
+from epsd_tf import backends, data
 from epsd_tf.data.array_batches import EvalBatches, TrainBatches
 from tests.data.helpers import decode_ids
 
@@ -77,7 +77,7 @@ def test_max_train_examples_and_eval_are_unaugmented(id_npz):
 
 
 def test_the_same_preprocessing_on_both_pipelines(id_npz):
-    if not data.pipeline.backends.has_tensorflow():
+    if not backends.has_tensorflow():
         pytest.skip("the tf.data pipeline needs TensorFlow")
     numpy_splits = _load(id_npz)
     tf_splits = _load(id_npz, pipeline="tf")
@@ -99,3 +99,34 @@ def test_bad_pipeline_and_workers(id_npz):
 def test_tfds_needs_the_tf_pipeline():
     with pytest.raises(ValueError, match="comes from TFDS.*source='npz'"):
         data.load("cifar10", source="tfds", pipeline="numpy")
+
+
+def test_keras_fit_reads_every_epoch_fresh_with_worker_threads(id_npz):
+    import keras
+
+    splits = _load(id_npz, workers=2)
+    seen = []
+
+    class Recorded(TrainBatches):
+        def __getitem__(self, index):
+            batch = super().__getitem__(index)
+            seen.append((self.epoch, index, tuple(decode_ids(batch[0], splits.info))))
+            return batch
+
+    plain = data.for_method(splits, "plain")
+    batches = Recorded(*splits.train_arrays, kind="plain", batch_size=12,
+                       preprocess=plain.preprocess, seed=0, num_classes=3, workers=2)
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(batches, epochs=3, verbose=0, shuffle=False)
+    # Keras may read a first batch to build the model (its own begin/end pair);
+    # every epoch it trains on is a complete, fresh permutation.
+    epochs = {}
+    for epoch, index, ids in seen:
+        epochs.setdefault(epoch, {})[index] = ids
+    full = [e for e, got in epochs.items() if len(got) == len(batches)]
+    assert len(full) >= 3
+    orders = [sum((epochs[e][i] for i in range(len(batches))), ()) for e in full]
+    assert all(sorted(order) == list(range(60)) for order in orders)
+    assert len(set(orders)) == len(orders)
