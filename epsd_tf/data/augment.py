@@ -1,4 +1,7 @@
-"""Normalisation and the training augmentations of METHOD.md §4.
+"""Normalisation and the training augmentations of METHOD.md §4, in TensorFlow.
+
+The tf.data path's `Preprocessor`; the policy below lives in augmentation.py
+(re-exported here), the TF-free twin in numpy_augment.py.
 
 * Grey images (e.g. 28×28 MNIST/Fashion-MNIST): random crop with 2-pixel zero
   padding, no flip by default.
