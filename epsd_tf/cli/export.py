@@ -72,6 +72,10 @@ def _main(argv):
     import gin
     import keras
 
+    from epsd_tf import backends
+    backends.require_tensorflow(
+        "epsd-export", "Run it on a machine with TensorFlow (pip install -r requirements.txt; "
+        "KERAS_BACKEND unset or 'tensorflow'): a model.keras trained on JAX exports there.")
     from epsd_tf import export
     from epsd_tf.train import config as config_lib
     formats = FLAGS.formats or export.FORMATS

@@ -72,3 +72,12 @@ def test_a_backend_that_is_not_installed_is_named():
         pytest.skip("torch is installed here")
     assert result.returncode != 0
     assert "'torch' is not installed" in result.stderr and "KERAS_BACKEND" in result.stderr
+
+
+def test_the_export_command_says_where_it_runs(tmp_path):
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"not read: the backend is checked first")
+    result = tf_free.tool("export.py", f"--model={model}", timeout=120)
+    assert result.returncode != 0
+    assert "epsd-export needs TensorFlow" in result.stderr
+    assert "machine with TensorFlow" in result.stderr
