@@ -130,3 +130,27 @@ def test_keras_fit_reads_every_epoch_fresh_with_worker_threads(id_npz):
     orders = [sum((epochs[e][i] for i in range(len(batches))), ()) for e in full]
     assert all(sorted(order) == list(range(60)) for order in orders)
     assert len(set(orders)) == len(orders)
+
+
+def test_an_epoch_clock_keys_the_batches_and_skip_gives_the_rest_of_an_epoch(id_npz):
+    splits = _load(id_npz)
+    clock, other = data.EpochClock(), data.EpochClock()
+    keyed = data.for_method(splits, "two_views", epoch=clock)
+    used = data.for_method(splits, "two_views", epoch=other)
+    for _ in range(3):  # iterations and epoch ends of the batches do not move the clock
+        list(used)
+        used.on_epoch_end()
+    clock.on_epoch_begin(2)
+    other.on_epoch_begin(2)
+    epoch2 = list(keyed)
+    for (f, y), (g, z) in zip(epoch2, used):
+        np.testing.assert_array_equal(f["image_view1"], g["image_view1"])
+        np.testing.assert_array_equal(y, z)
+    rest = keyed.skip(2)
+    assert len(rest) == len(keyed) - 2 and data.batch_info.batch_size(rest) == 12
+    for (f, y), (g, z) in zip(rest, epoch2[2:]):
+        np.testing.assert_array_equal(f["image"], g["image"])
+    clock.on_epoch_begin(3)
+    assert not np.array_equal(keyed[0][0]["image"], epoch2[0][0]["image"])
+    with pytest.raises(ValueError, match="skip count"):
+        keyed.skip(len(keyed))
