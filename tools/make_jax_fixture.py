@@ -1,6 +1,6 @@
 """Trains the JAX-trained fixture that tests/export/test_jax_trained.py exports on TF.
 
-  KERAS_BACKEND=jax python tools/make_jax_fixture.py
+  KERAS_BACKEND=jax python tools/make_jax_fixture.py   (with the package installed)
 
 Runs gin/smoke.gin (EPSD scoring with DLB's loss at 90 % sparsity, then DLB
 training; synthetic data) for one epoch on Keras' JAX backend in a temporary
@@ -15,11 +15,9 @@ import shutil
 import sys
 import tempfile
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
+from absl import app
 
-from absl import app  # noqa: E402
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FIXTURES = os.path.join(_REPO, "tests", "fixtures")
 MODEL = os.path.join(FIXTURES, "jax_smoke_model.keras")
