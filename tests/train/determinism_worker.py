@@ -3,7 +3,8 @@
     python determinism_worker.py WORKDIR [KILL_EPOCH KILL_BATCH]
 
 Op determinism on (`keras.utils.set_random_seed` +
-`tf.config.experimental.enable_op_determinism`). With a kill point, a callback
+`tf.config.experimental.enable_op_determinism` on TensorFlow; XLA on JAX's CPU
+is deterministic as it is; tests/jax/test_determinism_jax.py runs it there). With a kill point, a callback
 raises after that training batch (a crash mid-epoch); the backup every 2 steps
 is what a re-run resumes from.
 """
@@ -11,7 +12,6 @@ is what a re-run resumes from.
 import sys
 
 import keras
-import tensorflow as tf
 
 from epsd_tf import data, models, pruning
 from epsd_tf.train import callbacks as callbacks_lib
@@ -33,7 +33,10 @@ class Kill(keras.callbacks.Callback):
 
 def main(workdir, kill=None):
     keras.utils.set_random_seed(0)
-    tf.config.experimental.enable_op_determinism()
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     if kill:
         standard = callbacks_lib.standard_callbacks
         callbacks_lib.standard_callbacks = lambda *a, **k: standard(*a, **k) + [Kill(*kill)]
