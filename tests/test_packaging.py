@@ -9,9 +9,9 @@ import glob
 import os
 import subprocess
 import sys
+import tomllib
 
 import pytest
-import tomllib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

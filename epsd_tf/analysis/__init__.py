@@ -15,9 +15,13 @@ from epsd_tf.analysis.cost import passes_per_step, training_cost
 from epsd_tf.analysis.jsv import mean_jsv
 from epsd_tf.analysis.landscape import landscape_1d, landscape_2d, random_direction
 from epsd_tf.analysis.landscape_stage import loss_landscape, read_landscape
-from epsd_tf.analysis.plots import (plot_accuracy_vs_sparsity, plot_landscape_1d,
-                                    plot_landscape_2d, plot_landscape_overlay,
-                                    plot_layer_densities)
+from epsd_tf.analysis.plots import (
+                                    plot_accuracy_vs_sparsity,
+                                    plot_landscape_1d,
+                                    plot_landscape_2d,
+                                    plot_landscape_overlay,
+                                    plot_layer_densities,
+)
 from epsd_tf.analysis.results import aggregate, collect, markdown_table, write_csv
 
 __all__ = [

@@ -21,8 +21,8 @@ import os
 import keras
 import numpy as np
 
-from epsd_tf.analysis import landscape as landscape_lib
 from epsd_tf import files
+from epsd_tf.analysis import landscape as landscape_lib
 from epsd_tf.analysis import plots
 
 RESULT_FILE = "landscape.json"

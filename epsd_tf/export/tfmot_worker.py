@@ -33,10 +33,11 @@ if os.environ.get("TF_USE_LEGACY_KERAS") != "1":
                        "through epsd_tf.export.tfmot_adapter.run_pqat.")
 
 import tensorflow as tf  # noqa: E402  (after the environment check)
-import tf_keras  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
+import tf_keras  # noqa: E402
 from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (  # noqa: E402
-    PruneLowMagnitude)
+    PruneLowMagnitude,
+)
 
 _BASE_KEYS = ("name", "trainable", "dtype")
 

@@ -23,19 +23,32 @@ import gin
 import keras
 from absl import logging
 
-from epsd_tf import analysis
-from epsd_tf import data
-from epsd_tf import distill
-from epsd_tf import files
-from epsd_tf import pruning  # noqa: F401  (registers the mask wrapper for load_model)
+from epsd_tf import (
+    analysis,
+    data,
+    distill,
+    files,
+    pruning,  # noqa: F401  (registers the mask wrapper for load_model)
+)
 from epsd_tf.distill import methods as methods_lib
 from epsd_tf.pruning import scorers as scorers_lib
 from epsd_tf.pruning import summaries as pruning_summaries
 from epsd_tf.train import callbacks as callbacks_lib
 from epsd_tf.train import workdir as workdir_lib
 
-
 PARITY_EXAMPLES = 512
+
+
+def _jit_compile(setting: bool | str) -> bool:
+    """Resolves `run.jit_compile`: "auto" is on for JAX and off for TensorFlow."""
+    if setting == "auto":
+        return keras.backend.backend() == "jax"
+    if not isinstance(setting, bool):
+        raise ValueError(f"run.jit_compile must be True, False or 'auto', got {setting!r}")
+    if not setting and keras.backend.backend() == "jax":
+        logging.warning("run.jit_compile = False on JAX runs every train step op by op "
+                        "(very slow); use 'auto' or True")
+    return setting
 
 
 @gin.configurable(denylist=["workdir", "config_text", "overwrite"])
@@ -47,7 +60,7 @@ def run(workdir: str, *,
         prune: Callable | None = None,
         epochs: int = 1,
         steps_per_epoch: int | None = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = "auto",
         backup_every_steps: int | None = None,
         export: Callable | None = None,
         pqat: Callable | None = None,
@@ -70,8 +83,10 @@ def run(workdir: str, *,
             e.g. `epsd_tf.pruning.prune_at_init`; None trains the dense model.
         epochs: training epochs.
         steps_per_epoch: cap on steps per epoch (None: one pass over the data).
-        jit_compile: XLA-compile the train step. Off by default: on this
-            project's reference CPU, XLA trains ResNet-20 slower than oneDNN.
+        jit_compile: compile the train step with XLA. "auto" (default): on JAX
+            (where an uncompiled step runs op by op, orders of magnitude slower),
+            on TensorFlow off, because on this project's reference CPU XLA
+            trains ResNet-20 slower than oneDNN (set True on a TF GPU).
         backup_every_steps: also checkpoint every N steps, so a run killed
             mid-epoch resumes mid-epoch; None checkpoints once per epoch.
         export: `(model, directory, representative_data=, eval_batch=,
@@ -163,7 +178,7 @@ def run(workdir: str, *,
             trainer = distill.SelfDistillationModel(
                 model, method, batch_size=_batch_size(train_batches),
                 num_examples=info.num_train, epochs=epochs)
-            trainer.compile(optimizer=optimizer, jit_compile=jit_compile)
+            trainer.compile(optimizer=optimizer, jit_compile=_jit_compile(jit_compile))
             fit_start = time.perf_counter()
             _fit(trainer, workdir, splits, method, seed, epochs=epochs,
                  steps_per_epoch=steps_per_epoch, backup_every_steps=backup_every_steps,

@@ -37,10 +37,25 @@ from epsd_tf import files
 
 # The names stay importable from here (`workdir.METRICS`, ...); their home is
 # epsd_tf.files, which the analysis and sweep code read too.
-from epsd_tf.files import (BACKUP, CONFIG, EXPORT, LANDSCAPE, LOCK, METRICS,  # noqa: F401
-                           MODEL, OPERATIVE_CONFIG, PQAT, PRUNED_INIT, PRUNING_REPORT,
-                           STAGES, TENSORBOARD, TRAIN_LOG, has_progress, is_finished,
-                           read_json)
+from epsd_tf.files import (  # noqa: F401
+    BACKUP,
+    CONFIG,
+    EXPORT,
+    LANDSCAPE,
+    LOCK,
+    METRICS,
+    MODEL,
+    OPERATIVE_CONFIG,
+    PQAT,
+    PRUNED_INIT,
+    PRUNING_REPORT,
+    STAGES,
+    TENSORBOARD,
+    TRAIN_LOG,
+    has_progress,
+    is_finished,
+    read_json,
+)
 
 # Kept for callers of the old names; the writers are epsd_tf.files'.
 atomic_write_json = files.write_json

@@ -6,8 +6,14 @@ import statistics
 
 import pytest
 
-from epsd_tf.analysis import (aggregate, collect, markdown_table, plot_accuracy_vs_sparsity,
-                              plot_layer_densities, write_csv)
+from epsd_tf.analysis import (
+    aggregate,
+    collect,
+    markdown_table,
+    plot_accuracy_vs_sparsity,
+    plot_layer_densities,
+    write_csv,
+)
 
 # (scorer, method, sparsity, seed) -> test accuracy
 ACCURACIES = {

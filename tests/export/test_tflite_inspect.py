@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 from epsd_tf.export import tflite, tflite_inspect
-
 from tests.export.helpers import prune_randomly
 
 

@@ -34,3 +34,14 @@ def test_paper_configs_take_the_optimizer_from_the_recipe_table(gin_file, recipe
     assert gin.query_parameter("run.epochs") == optim.RECIPES[recipe]["epochs"]
     # No recipe number is repeated in the gin file.
     assert "make_optimizer." not in open(os.path.join(REPO, "gin", gin_file)).read()
+
+
+def test_jit_compile_auto_is_xla_on_jax_only_and_bad_values_are_refused():
+    import keras
+
+    from epsd_tf.train import experiment
+    assert experiment._jit_compile("auto") is (keras.backend.backend() == "jax")
+    assert experiment._jit_compile(True) is True
+    assert experiment._jit_compile(False) is False
+    with pytest.raises(ValueError, match="'auto'"):
+        experiment._jit_compile("yes")

@@ -228,6 +228,7 @@ def _weights(model):
 def test_a_failing_post_training_stage_resumes_there_without_training_again(tmp_path):
     """Export fails after training: the re-run neither trains nor repeats the landscape."""
     import keras
+
     from epsd_tf.train import config, experiment
 
     workdir = tmp_path / "w"

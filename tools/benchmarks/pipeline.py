@@ -13,9 +13,7 @@ import time
 
 import keras
 
-from epsd_tf import data
-from epsd_tf import models
-from epsd_tf import optim
+from epsd_tf import data, models, optim
 
 BATCH_SIZE = 128
 
