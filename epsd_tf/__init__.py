@@ -8,7 +8,7 @@ The two steps of EPSD, for any built Keras 3 model:
     model = epsd_tf.models.build("resnet20", splits.info.image_shape, splits.info.num_classes)
     method = epsd_tf.DLB()
     batches = epsd_tf.data.for_method(splits, method)
-    pruned, report = epsd_tf.prune_at_init(model, batches, sparsity=0.9,
+    pruned, report = epsd_tf.prune_at_init(model, splits, sparsity=0.9,
                                            scorer="epsd", method=method)
     trainer = epsd_tf.SelfDistillationModel(pruned, method, batch_size=128)
     trainer.compile(optimizer=epsd_tf.optim.make_optimizer(

@@ -48,7 +48,7 @@ def main():
         keras.utils.set_random_seed(0)  # the same initial weights for every scorer
         model = my_model(splits.info.image_shape, splits.info.num_classes)
         start = time.perf_counter()
-        pruned, _ = epsd_tf.prune_at_init(model, batches, sparsity=args.sparsity,
+        pruned, _ = epsd_tf.prune_at_init(model, splits, sparsity=args.sparsity,
                                           scorer=scorer, method=method, inner_steps=2)
         seconds = time.perf_counter() - start
         trainer = epsd_tf.SelfDistillationModel(pruned, method, batch_size=args.batch_size)

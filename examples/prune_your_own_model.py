@@ -52,7 +52,7 @@ def main():
     batches = epsd_tf.data.for_method(splits, method)   # two augmented views per example
 
     # Step 1: EPSD at initialisation (DLB's loss, 2 unrolled SGD steps).
-    pruned, report = epsd_tf.prune_at_init(model, batches, sparsity=args.sparsity,
+    pruned, report = epsd_tf.prune_at_init(model, splits, sparsity=args.sparsity,
                                            scorer="epsd", method=method, inner_steps=2)
     masks = epsd_tf.get_masks(pruned)
     kept, total = sum(int(m.sum()) for m in masks.values()), sum(m.size for m in masks.values())

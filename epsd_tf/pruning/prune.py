@@ -173,4 +173,11 @@ def _scoring_view(batches, method, seed: int, record):
     data_lib = sys.modules.get("epsd_tf.data")
     if data_lib is not None and isinstance(batches, data_lib.DataSplits):
         return None if record.data_free else scoring_view(batches, method, seed)
+    if not record.data_free and data_lib is not None and hasattr(batches, "element_spec"):
+        # A tf.data pipeline that reshuffles per iteration yields other batches on
+        # every call: say how to get seed-only batches (issue 12, defect 5).
+        logging.warning("prune_at_init scores the first batches this pipeline yields now; "
+                        "a pipeline that reshuffles per iteration gives other masks on "
+                        "every call. Pass the DataSplits (prune_at_init(model, splits, "
+                        "...)) to score batches that depend on the seed only.")
     return batches

@@ -43,6 +43,15 @@ def test_scoring_batches_depend_on_the_seed_only(splits):
     assert any(not np.array_equal(first[n], other[n]) for n in first)
 
 
+def test_a_raw_pipeline_warns_that_its_batches_follow_its_iteration(splits, monkeypatch):
+    from epsd_tf.pruning import prune
+    warnings = recorded(monkeypatch, prune, "warning")
+    pruning.prune_at_init(tiny_cnn(), data.for_method(splits, "plain"), 0.5, scorer="snip")
+    assert any("Pass the DataSplits" in message for message in warnings)
+    warnings.clear()
+    pruning.prune_at_init(tiny_cnn(), splits, 0.5, scorer="snip")
+    assert not any("Pass the DataSplits" in message for message in warnings)
+
 def test_data_free_scorers_accept_splits(splits):
     pruned, report = pruning.prune_at_init(tiny_cnn(), splits, 0.5, scorer="magnitude")
     assert report["totals"]["masked_sparsity"] == pytest.approx(0.5, abs=0.01)
