@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-IMAGE_SHAPE = (4, 4, 1)
+from tests import students
+from tests.students import IMAGE_SHAPE, arrays  # noqa: F401
 
 
 def dense_student(num_classes: int = 3, seed: int = 0) -> keras.Model:
@@ -21,24 +22,8 @@ def dense_student(num_classes: int = 3, seed: int = 0) -> keras.Model:
 
 
 def conv_student(num_classes: int = 12, seed: int = 0) -> keras.Model:
-    """Conv + BatchNorm + Dense: the layer kinds of the real networks."""
-    inputs = keras.Input(IMAGE_SHAPE)
-    hidden = keras.layers.Conv2D(
-        4, 3, padding="same", kernel_initializer=keras.initializers.HeNormal(seed))(inputs)
-    hidden = keras.layers.BatchNormalization()(hidden)
-    hidden = keras.layers.ReLU()(hidden)
-    hidden = keras.layers.GlobalAveragePooling2D()(hidden)
-    outputs = keras.layers.Dense(
-        num_classes, kernel_initializer=keras.initializers.GlorotUniform(seed))(hidden)
-    return keras.Model(inputs, outputs)
-
-
-def arrays(num_examples: int = 16, num_classes: int = 3, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    images = rng.normal(size=(num_examples, *IMAGE_SHAPE)).astype("float32")
-    views = rng.normal(size=(num_examples, *IMAGE_SHAPE)).astype("float32")
-    labels = (np.arange(num_examples) % num_classes).astype("int32")
-    return images, views, labels
+    """Conv + BatchNorm + Dense (`tests.students.conv_student`), 12 classes by default."""
+    return students.conv_student(num_classes, seed)
 
 
 def features(kind: str, images, views, ids=None) -> dict | np.ndarray:
