@@ -1,4 +1,5 @@
-"""TF-free tiny students and arrays shared by the distill (TF) and JAX suites."""
+"""TF-free test pieces shared by the distill (TF) and JAX suites: tiny students,
+arrays, and a callback that records the method state and can crash `fit`."""
 
 import keras
 import numpy as np
@@ -26,3 +27,34 @@ def arrays(num_examples: int = 16, num_classes: int = 3, seed: int = 0):
     views = rng.normal(size=(num_examples, *IMAGE_SHAPE)).astype("float32")
     labels = (np.arange(num_examples) % num_classes).astype("int32")
     return images, views, labels
+
+
+class Crash(Exception):
+    """Raised by `StateRecorder` at `crash_at` to interrupt `fit`."""
+
+
+class StateRecorder(keras.callbacks.Callback):
+    """Snapshots the method state after batches / at train start; can crash."""
+
+    def __init__(self, crash_at=None):
+        super().__init__()
+        self.crash_at = crash_at
+        self.after_batch, self.at_start, self.epochs = None, None, []
+        self._epoch = None
+
+    def _state(self):
+        return [np.array(v.numpy()) for v in self.model.method_step.variables]
+
+    def on_train_begin(self, logs=None):
+        self.at_start = self._state()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self.epochs.append(epoch)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if (self._epoch, batch) == self.crash_at:
+            raise Crash()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.after_batch = self._state()

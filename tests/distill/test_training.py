@@ -11,6 +11,7 @@ from epsd_tf import data, pruning
 from epsd_tf.distill import methods
 from epsd_tf.distill.metrics import ExpectedCalibrationError
 from epsd_tf.distill.model import SelfDistillationModel
+from tests import students
 from tests.distill import helpers
 
 METHODS = ("none", "dlb", "cskd", "pskd")
@@ -92,52 +93,21 @@ def test_masked_weights_stay_exactly_zero(kind):
         assert np.any(kernel[mask == 1] != 0.0), name
 
 
-class _Crash(Exception):
-    pass
-
-
-class _StateRecorder(keras.callbacks.Callback):
-    """Snapshots the method state after batches / at train start; can crash."""
-
-    def __init__(self, crash_at=None):
-        super().__init__()
-        self.crash_at = crash_at  # (epoch, batch)
-        self.after_batch, self.at_start, self.epochs = None, None, []
-        self._epoch = None
-
-    def _state(self):
-        return [v.numpy().copy() for v in self.model.method_step.variables]
-
-    def on_train_begin(self, logs=None):
-        self.at_start = self._state()
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-        self.epochs.append(epoch)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if (self._epoch, batch) == self.crash_at:
-            raise _Crash()
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.after_batch = self._state()
-
-
 @pytest.mark.parametrize("kind", ["dlb", "pskd"])
 def test_backup_and_restore_resumes_with_method_state(kind, tmp_path):
     backup = str(tmp_path / "backup")
     batches = helpers.dataset(kind, num_classes=12)  # 4 batches per epoch
     first = _model(kind, epochs=3)
     first.compile(optimizer=keras.optimizers.SGD(0.1))
-    recorder = _StateRecorder(crash_at=(1, 2))
-    with pytest.raises(_Crash):
+    recorder = students.StateRecorder(crash_at=(1, 2))
+    with pytest.raises(students.Crash):
         first.fit(batches, epochs=3, verbose=0, callbacks=[
             keras.callbacks.BackupAndRestore(backup, save_freq=1), recorder])
     saved = recorder.after_batch  # state after epoch 1, batch 1: the last backup
 
     second = _model(kind, helpers.conv_student(seed=7), epochs=3)  # fresh weights, state
     second.compile(optimizer=keras.optimizers.SGD(0.1))
-    resumed = _StateRecorder()
+    resumed = students.StateRecorder()
     second.fit(batches, epochs=3, verbose=0, callbacks=[
         keras.callbacks.BackupAndRestore(backup, save_freq=1), resumed])
     assert len(resumed.at_start) == len(saved) >= 2
