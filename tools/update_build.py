@@ -21,7 +21,7 @@ load("@rules_python//python:defs.bzl", "py_binary", "py_library", "py_test")
 
 package(default_visibility = ["//visibility:public"])
 '''
-TOOLS = ("run", "bench", "sweep", "export")
+TOOLS = ("run", "bench", "sweep", "export", "study")
 
 
 def packages() -> list[str]:
@@ -84,7 +84,7 @@ def render() -> str:
         if not os.path.exists(os.path.join(REPO, path)):
             continue
         srcs = [path] + (benchmark_srcs if tool == "bench" else [])
-        data = '\n    data = [":gin_configs"],' if tool in ("run", "sweep", "export") else ""
+        data = '\n    data = [":gin_configs"],' if tool in ("run", "sweep", "export", "study") else ""
         out.append(f'py_binary(\n    name = "{tool}",\n    srcs = {_list(srcs)},\n'
                    f'    main = "{path}",{data}\n    deps = [":epsd_tf"],\n)\n')
     for test in sorted(glob.glob(os.path.join(REPO, "tests", "**", "test_*.py"), recursive=True)):

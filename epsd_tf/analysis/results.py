@@ -10,7 +10,9 @@ A sweep directory (written by `epsd_tf.sweep`, `tools/sweep.py`) holds one direc
 
   <root>/cells/<cell>/cell.json            {"name", "scorer", "method", "sparsity", "seed"}
   <root>/cells/<cell>/metrics.json         the run's metrics (present once finished)
-  <root>/cells/<cell>/pruning_report.json  per-layer report (pruned cells)
+  <root>/cells/<cell>/pruning_report.json  per-layer report (pruned cells), or
+  <root>/cells/<cell>/pruning_summary.json the same without score histograms
+                                           (a committed study cell, `pruning_summary`)
 
 A dense cell has `scorer == "dense"` and `sparsity == 0.0`.
 
@@ -36,6 +38,8 @@ DENSE = "dense"
 CELL_FILE = "cell.json"
 METRICS_FILE = files.METRICS
 PRUNING_REPORT_FILE = files.PRUNING_REPORT
+# What a committed study cell keeps of the report (`pruning_summary`).
+PRUNING_SUMMARY_FILE = "pruning_summary.json"
 GROUP_FIELDS = ("scorer", "method", "sparsity")
 # The numeric fields of a collected row that `aggregate` averages over seeds.
 NUMERIC_FIELDS = ("test_accuracy", "test_loss", "test_ece", "achieved_sparsity",
@@ -54,6 +58,18 @@ def floor_layers(report: Mapping) -> int:
     min_density = float((report.get("settings") or {}).get("min_density") or 0.0)
     return sum(1 for layer in report["layers"] if layer.get("masked", True) and
                layer["kept"] <= math.ceil(min_density * layer["parameters"] - 1e-9))
+
+
+def pruning_summary(report: Mapping) -> dict:
+    """A pruning report without its per-layer score histograms (a few kB instead of ~45).
+
+    Keeps the settings, totals, target and per layer its name, shape, counts,
+    density and score statistics: enough for `floor_layers` and
+    `plots.plot_layer_densities`, which read it like the full report.
+    """
+    layers = [{k: v for k, v in layer.items() if k != "score_histogram"}
+              for layer in report["layers"]]
+    return {**{k: v for k, v in report.items() if k != "layers"}, "layers": layers}
 
 
 def _row(cell: Mapping, metrics: Mapping, path: str, report: Mapping | None = None) -> dict:
@@ -130,8 +146,11 @@ def collect(root: str) -> list[dict]:
         elif not files.is_finished(os.path.join(cells_dir, name)):
             unfinished.append(name)
         else:
-            report_path = os.path.join(cells_dir, name, PRUNING_REPORT_FILE)
-            report = files.read_json(report_path) if os.path.isfile(report_path) else None
+            report = None  # the full report, else the summary a committed cell keeps
+            for report_name in (PRUNING_REPORT_FILE, PRUNING_SUMMARY_FILE):
+                report_path = os.path.join(cells_dir, name, report_name)
+                if report is None and os.path.isfile(report_path):
+                    report = files.read_json(report_path)
             rows.append(_row(files.read_json(cell_path), files.read_json(metrics_path),
                              metrics_path, report))
     if unfinished:

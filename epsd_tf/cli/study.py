@@ -1,0 +1,108 @@
+"""`tools/study.py`: the full-length reproduction study (issue 13), session by session.
+
+  python tools/study.py plan [--all] [--sweep_flags=--parallel=5]
+      the next unfinished phase's commands, given what is committed
+  python tools/study.py restore --to=runs/study        (on the GPU machine)
+      the committed cells into a fresh sweep root, so the sweeps skip them
+  python tools/study.py pack --from=runs/study --to=$OUT/study_cells.tar.gz
+      every finished cell's small files into one tarball (on the GPU machine)
+  python tools/study.py collect --from=<tarball or sweep root> [--to=docs/results/study]
+      commit those files (refused: unplanned cells, another configuration)
+  python tools/study.py report [--to=docs/RESULTS.md]
+      re-create docs/RESULTS.md and its figures from the committed cells (CPU, seconds)
+
+The plan is `epsd_tf/study/plan.py`; the committed form of a cell
+`epsd_tf/study/archive.py`; the write-up `epsd_tf/study/report.py`.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from epsd_tf import cli
+
+FLAGS = flags.FLAGS
+ACTIONS = ("plan", "restore", "pack", "collect", "report")
+RESULTS = "docs/results/study"
+flags.DEFINE_string("results", RESULTS, "The committed study results (plan, restore, report).")
+flags.DEFINE_string("from", None, "pack: the study root; collect: a tarball, study or sweep root.")
+flags.DEFINE_string("to", None, "restore: the sweep root (runs/study); pack: the tarball; "
+                    "collect: the committed tree (default --results); report: RESULTS.md.")
+flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the next.")
+flags.DEFINE_list("sweep_flags", [], "plan: flags appended to every sweep command, "
+                  "e.g. --parallel=5.")
+flags.DEFINE_string("runs_root", "runs/study", "plan: the study root on the GPU machine.")
+flags.DEFINE_string("figures", None, "report: the figure directory "
+                    "(default <results>/figures).")
+
+
+def _say(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+
+
+def _plan() -> int:
+    from epsd_tf.study import plan
+    statuses = plan.phase_status(FLAGS.results)
+    planned = sum(s["planned"] for s in statuses)
+    done = sum(s["done"] for s in statuses)
+    _say(f"# Study plan (epsd_tf/study/plan.py): {len(statuses)} phases, {planned} cells, "
+         f"{done} committed in {FLAGS.results}")
+    for phase, status in zip(plan.PHASES, statuses):
+        _say(f"#   {phase.name}: {status['done']}/{status['planned']} committed. {phase.why}")
+    phases = [p for p, s in zip(plan.PHASES, statuses) if FLAGS.all or s["missing"]]
+    if not FLAGS.all:
+        phases = phases[:1]
+    if not phases:
+        _say("# Every planned cell is committed: python tools/study.py report")
+        return 0
+    runs = FLAGS.runs_root
+    _say("\n# On the GPU machine, from the repository root (a sweep skips restored and "
+         "finished cells;\n# re-running a command resumes it):")
+    _say(f"python tools/study.py restore --to={runs}")
+    for phase in phases:
+        _say(f"# phase {phase.name}")
+        for sweep in phase.sweeps:
+            _say(sweep.command(runs, FLAGS.sweep_flags))
+    _say(f"python tools/study.py pack --from={runs} --to=$OUT/study_cells.tar.gz")
+    _say("\n# Then here: commit the cells and re-create the write-up")
+    _say(f"python tools/study.py collect --from=<fetched>/study_cells.tar.gz --to={FLAGS.results}")
+    _say("python tools/study.py report")
+    return 0
+
+
+def _main(argv):
+    if len(argv) != 2 or argv[1] not in ACTIONS:
+        raise app.UsageError(f"give one action of {ACTIONS}, got {argv[1:]}")
+    action = argv[1]
+    if action == "plan":
+        return _plan()
+    from epsd_tf.study import archive
+    if action == "restore":
+        copied = archive.restore(FLAGS.results, FLAGS.to or "runs/study")
+        _say(f"restored {len(copied)} committed cells into {FLAGS.to or 'runs/study'}")
+    elif action == "pack":
+        if not FLAGS["from"].value or not FLAGS.to:
+            raise app.UsageError("pack needs --from=<study root> and --to=<tarball>")
+        packed = archive.pack(FLAGS["from"].value, FLAGS.to)
+        _say(f"packed {len(packed)} finished cells into {FLAGS.to}")
+    elif action == "collect":
+        if not FLAGS["from"].value:
+            raise app.UsageError("collect needs --from=<tarball, study root or sweep root>")
+        outcome = archive.collect(FLAGS["from"].value, FLAGS.to or FLAGS.results, _say)
+        for key in outcome["new"]:
+            logging.info("committed %s", key)
+    else:
+        from epsd_tf.study import report
+        written = report.write(FLAGS.results, FLAGS.to or "docs/RESULTS.md",
+                               FLAGS.figures)
+        _say("written: " + ", ".join(written))
+    return 0
+
+
+def main():
+    """Entry point of `tools/study.py`."""
+    cli.run_app(_main, __name__)
+
+
+if __name__ == "__main__":
+    main()

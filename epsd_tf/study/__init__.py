@@ -1,0 +1,12 @@
+"""epsd_tf.study: the full-length reproduction study of issue 13 (EPSD, Chen et al., AAAI 2024).
+
+* `plan` — the phases of the study as sweeps over families (one sweep root per
+  configuration), cell keys `<family>/<cell>`, what is committed and what is next.
+* `archive` — the committed form of a finished cell (its small result files),
+  `pack` (GPU machine -> one tarball), `collect` (-> docs/results/study/, with
+  the configuration checks), `restore` (committed cells -> a fresh sweep root).
+* `report` — docs/RESULTS.md and its figures from the committed cells.
+
+Like `sweep/`, this package sits above the library (it imports `sweep` and
+`analysis`); nothing in the library imports it.
+"""

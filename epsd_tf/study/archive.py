@@ -1,0 +1,308 @@
+"""The committed form of a study cell: its small result files, and how they travel.
+
+A finished sweep cell (`<root>/<family>/cells/<cell>/`) holds models,
+backups and TensorBoard events besides its results. What the study commits
+(`docs/results/study/<family>/cells/<cell>/`) is only:
+
+  cell.json            the grid axes (scorer, method, sparsity, seed)
+  metrics.json         test metrics, Mean-JSV, parameter counts, cost, seconds
+  config.gin           the exact gin config the run used
+  operative_config.gin the parameters it actually read
+  stages.json          each stage's result
+  train_log.csv        per-epoch training and validation values
+  cell_state.json      the sweep's entry: attempts, wall time, gin files and bindings
+  pruning_summary.json the pruning report without its score histograms (pruned cells)
+  landscape/landscape.json  the 1-D loss landscape (cells with that stage)
+
+`pack` writes these files of every finished cell into one `.tar.gz` (on the
+GPU machine, whose `$OUT` brings back few files); `collect` copies them from
+a sweep root, a study root or such a tarball into the committed tree, and
+refuses, before copying anything, a cell that is not in the plan, was run
+with another configuration than the plan's, or whose config differs from
+the family's committed cells; `restore` puts the committed cells back into a
+fresh sweep root, so that a sweep there skips them (a new device session
+continues where the last stopped).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from typing import Callable, Mapping, Sequence
+
+from absl import logging
+
+from epsd_tf import files
+from epsd_tf.analysis import results
+from epsd_tf.study import plan as plan_lib
+from epsd_tf.sweep import grid
+
+CELL_STATE = "cell_state.json"  # the per-cell sweep entry (a sweep root may hold only
+SWEEP_STATE = "sweep_state.json"  # the root's sweep_state.json: both are read)
+COPIED = (results.CELL_FILE, files.METRICS, files.CONFIG, files.OPERATIVE_CONFIG, files.STAGES,
+          files.TRAIN_LOG)
+LANDSCAPE_FILE = os.path.join(files.LANDSCAPE, "landscape.json")
+# Every committed file is small; a larger one means something else slipped in.
+MAX_FILE_BYTES = 256 * 1024
+# Gin parameters that may differ between cells of one family: the grid axes
+# (`grid.Cell.bindings`) and the progress output.
+CELL_PARAMETERS = ("run.prune", "prune_at_init.scorer", "prune_at_init.sparsity", "run.method",
+                   "run.seed", "load.seed", "run.verbose")
+
+
+def gin_parameters(config_text: str) -> dict[str, str]:
+    """`{"configurable.parameter": "value text"}` of a gin config (`config.gin`)."""
+    parameters: dict[str, str] = {}
+    last = None
+    for line in config_text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        match = re.match(r"^([\w./]+)\s*=\s*(.*)$", line)
+        if match:
+            last = match.group(1)
+            parameters[last] = match.group(2).strip()
+        elif last is not None:  # a value continued over several lines
+            parameters[last] += " " + line.strip()
+    return parameters
+
+
+def family_config(config_text: str) -> dict[str, str]:
+    """The gin parameters every cell of a family shares (its config minus the grid axes)."""
+    return {k: v for k, v in gin_parameters(config_text).items() if k not in CELL_PARAMETERS}
+
+
+def _sweep_entry(cell_dir: str) -> dict | None:
+    """The cell's sweep entry: its own `cell_state.json`, else the root's `sweep_state.json`."""
+    path = os.path.join(cell_dir, CELL_STATE)
+    if os.path.isfile(path):
+        return files.read_json(path)
+    root_state = os.path.join(os.path.dirname(os.path.dirname(cell_dir)), SWEEP_STATE)
+    if os.path.isfile(root_state):
+        return files.read_json(root_state).get("cells", {}).get(os.path.basename(cell_dir))
+    return None
+
+
+def small_files(cell_dir: str) -> dict[str, bytes]:
+    """`{relative path: content}` of the committed form of a finished cell.
+
+    Accepts a sweep's cell (full pruning report) or an already committed one.
+
+    Raises:
+        ValueError: the cell is not finished, lacks a file every cell has, or
+            a file is larger than `MAX_FILE_BYTES`.
+    """
+    if not files.is_finished(cell_dir):
+        raise ValueError(f"{cell_dir} is not a finished cell (no {files.METRICS})")
+    out: dict[str, bytes] = {}
+    for name in COPIED:
+        path = os.path.join(cell_dir, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                out[name] = f.read()
+    missing = [n for n in (results.CELL_FILE, files.METRICS, files.CONFIG) if n not in out]
+    if missing:
+        raise ValueError(f"{cell_dir} has no {missing}: not a cell written by tools/sweep.py")
+    entry = _sweep_entry(cell_dir)
+    if entry is not None:
+        out[CELL_STATE] = _json_bytes(entry)
+    report = os.path.join(cell_dir, files.PRUNING_REPORT)
+    summary = os.path.join(cell_dir, results.PRUNING_SUMMARY_FILE)
+    if os.path.isfile(report):
+        out[results.PRUNING_SUMMARY_FILE] = _json_bytes(
+            results.pruning_summary(files.read_json(report)))
+    elif os.path.isfile(summary):
+        with open(summary, "rb") as f:
+            out[results.PRUNING_SUMMARY_FILE] = f.read()
+    landscape = os.path.join(cell_dir, LANDSCAPE_FILE)
+    if os.path.isfile(landscape):
+        with open(landscape, "rb") as f:
+            out[LANDSCAPE_FILE] = f.read()
+    large = {name: len(data) for name, data in out.items() if len(data) > MAX_FILE_BYTES}
+    if large:
+        raise ValueError(f"{cell_dir}: {large} exceed {MAX_FILE_BYTES} bytes; the study "
+                         "commits only small result files")
+    return out
+
+
+def _json_bytes(value) -> bytes:
+    return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
+
+
+def finished_cells(source: str) -> dict[str, str]:
+    """`{"<family>/<cell>": cell directory}` of the finished cells under `source`.
+
+    `source` is a study root (`runs/study`, holding `<family>/cells/`) or one
+    family's sweep root (holding `cells/`; the family is its directory name).
+
+    Raises:
+        FileNotFoundError: `source` holds no `cells/` directory at either level.
+    """
+    roots = {}
+    if os.path.isdir(os.path.join(source, grid.CELLS)):
+        roots[os.path.basename(os.path.normpath(source))] = source
+    elif os.path.isdir(source):
+        roots = {name: os.path.join(source, name) for name in sorted(os.listdir(source))
+                 if os.path.isdir(os.path.join(source, name, grid.CELLS))}
+    if not roots:
+        raise FileNotFoundError(f"{source!r} holds no cells/ directory: pass a study root "
+                                f"(<root>/<family>/cells/) or a sweep root (<root>/cells/)")
+    found = {}
+    for fam, root in roots.items():
+        cells_dir = os.path.join(root, grid.CELLS)
+        for name in sorted(os.listdir(cells_dir)):
+            if files.is_finished(os.path.join(cells_dir, name)):
+                found[f"{fam}/{name}"] = os.path.join(cells_dir, name)
+    return found
+
+
+def pack(source: str, tarball: str) -> list[str]:
+    """Writes the committed form of every finished cell under `source` into `tarball`.
+
+    Members are `<family>/cells/<cell>/<file>`; returns the cell keys packed.
+    """
+    cells = finished_cells(source)
+    os.makedirs(os.path.dirname(os.path.abspath(tarball)), exist_ok=True)
+    with tarfile.open(tarball, "w:gz") as tar:
+        for key, cell_dir in cells.items():
+            fam, name = key.split("/")
+            for relative, data in sorted(small_files(cell_dir).items()):
+                member = tarfile.TarInfo(os.path.join(fam, grid.CELLS, name, relative))
+                member.size = len(data)
+                member.mtime = int(os.path.getmtime(os.path.join(cell_dir, files.METRICS)))
+                tar.addfile(member, io.BytesIO(data))
+    return list(cells)
+
+
+def _check(key: str, content: Mapping[str, bytes], destination: str, planned: Mapping,
+           family_configs: dict[str, tuple[str, dict]]) -> str:
+    """`"new"`, or `"same"` (committed already with this config); raises if it must not go in."""
+    fam_name, name = key.split("/")
+    if key not in planned:
+        families = sorted({k.split("/")[0] for k in planned})
+        raise ValueError(f"{key} is not a cell of the study plan (epsd_tf/study/plan.py); "
+                         f"planned families: {families}")
+    fam, cell = planned[key]
+    entry = json.loads(content[CELL_STATE]) if CELL_STATE in content else None
+    if entry is None or "config" not in entry:
+        raise ValueError(f"{key} has no sweep entry ({CELL_STATE} or the root's "
+                         f"{SWEEP_STATE}): run the plan's tools/sweep.py command")
+    ran = {k: list(entry["config"].get(k, [])) for k in ("gin_files", "gin_bindings")}
+    ran["gin_bindings"] = [b for b in ran["gin_bindings"] if not b.startswith("run.verbose")]
+    expected = plan_lib.expected_config(fam, cell)
+    if ran != expected:
+        raise ValueError(f"{key} ran with {ran}, but the plan runs it with {expected}")
+    config_text = content[files.CONFIG].decode()
+    shared = family_config(config_text)
+    if fam_name in family_configs:
+        other, other_shared = family_configs[fam_name]
+        if shared != other_shared:
+            diff = sorted(k for k in set(shared) | set(other_shared)
+                          if shared.get(k) != other_shared.get(k))
+            raise ValueError(f"{key}'s config differs from {other}'s (same family) in {diff}; "
+                             "the family's cells must share one configuration")
+    else:
+        family_configs[fam_name] = (key, shared)
+    committed_config = os.path.join(destination, fam_name, grid.CELLS, name, files.CONFIG)
+    if os.path.isfile(committed_config):
+        with open(committed_config) as f:
+            if f.read() != config_text:
+                raise ValueError(f"{key} is committed with another config.gin than the one "
+                                 f"collected; delete {os.path.dirname(committed_config)} to "
+                                 "replace it")
+        return "same"
+    return "new"
+
+
+def _committed_family_configs(destination: str) -> dict[str, tuple[str, dict]]:
+    """`{family: (first committed cell, its family config)}` of the committed tree."""
+    configs = {}
+    try:
+        committed_cells = finished_cells(destination)
+    except FileNotFoundError:  # nothing committed yet
+        committed_cells = {}
+    for key, cell_dir in committed_cells.items():
+        fam = key.split("/")[0]
+        if fam not in configs:
+            with open(os.path.join(cell_dir, files.CONFIG)) as f:
+                configs[fam] = (key, family_config(f.read()))
+    return configs
+
+
+def collect(source: str, destination: str, report: Callable[[str], None] = logging.info,
+            phases: Sequence[plan_lib.Phase] = plan_lib.PHASES) -> dict[str, list[str]]:
+    """Commits the finished cells of `source` (a study root, sweep root or `.tar.gz`).
+
+    Every cell is checked first (planned, run with the plan's configuration,
+    the same config as the committed cells of its family and as a committed
+    copy of itself); only then are files written. A cell already committed
+    with the same config is left as it is.
+
+    Args:
+        source: where the cells are.
+        destination: the committed tree (`docs/results/study`).
+        report: receives one summary line.
+        phases: the plan the cells must belong to (default: the study's).
+
+    Returns:
+        `{"new": [keys], "same": [keys]}`.
+
+    Raises:
+        ValueError: a cell fails a check (nothing is written).
+        FileNotFoundError: `source` holds no cells.
+    """
+    if os.path.isfile(source):
+        with tempfile.TemporaryDirectory() as unpacked:
+            with tarfile.open(source) as tar:
+                tar.extractall(unpacked, filter="data")
+            return collect(unpacked, destination, report, phases)
+    cells = finished_cells(source)
+    contents = {key: small_files(path) for key, path in cells.items()}
+    family_configs = _committed_family_configs(destination)
+    planned = plan_lib.planned_cells(phases)
+    outcome: dict[str, list[str]] = {"new": [], "same": []}
+    for key, content in contents.items():
+        outcome[_check(key, content, destination, planned, family_configs)].append(key)
+    for key in outcome["new"]:
+        fam, name = key.split("/")
+        target = os.path.join(destination, fam, grid.CELLS, name)
+        for relative, data in contents[key].items():
+            path = os.path.join(target, relative)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            files.write_bytes(path, data)
+    report(f"collected {len(outcome['new'])} new cells into {destination}; "
+           f"{len(outcome['same'])} were committed already")
+    return outcome
+
+
+def restore(results_dir: str, runs_root: str) -> list[str]:
+    """Copies the committed cells into `runs_root/<family>/cells/` (a fresh sweep root).
+
+    A sweep there then counts them finished (`metrics.json`) and checks its
+    configuration against their `cell_state.json` entries, so it runs only the
+    cells not committed yet. Cells already present in `runs_root` are left alone.
+    Returns the cell keys copied.
+    """
+    copied = []
+    try:
+        committed_cells = finished_cells(results_dir)
+    except FileNotFoundError:  # nothing committed yet
+        return copied
+    for key, cell_dir in committed_cells.items():
+        fam, name = key.split("/")
+        target = os.path.join(runs_root, fam, grid.CELLS, name)
+        if os.path.exists(target):
+            continue
+        shutil.copytree(cell_dir, target)
+        copied.append(key)
+        entry_path = os.path.join(target, CELL_STATE)
+        if os.path.isfile(entry_path):  # the root view read by sweeps without cell files
+            state_path = os.path.join(runs_root, fam, SWEEP_STATE)
+            state = files.read_json(state_path) if os.path.isfile(state_path) else {"cells": {}}
+            state["cells"][name] = files.read_json(entry_path)
+            files.write_json(state_path, state)
+    return copied

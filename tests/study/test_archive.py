@@ -1,0 +1,116 @@
+"""Tests for epsd_tf.study.archive: what a committed cell holds and when it is refused."""
+
+import json
+import os
+import tarfile
+
+import pytest
+
+from epsd_tf.study import archive, plan
+from epsd_tf.sweep import grid
+from tests.study import helpers
+
+pytestmark = pytest.mark.jax
+EPSD_98 = grid.Cell("epsd", "dlb", 0.98, 0)
+DENSE_0 = grid.Cell("dense", "dlb", 0.0, 0)
+
+
+def _tree(directory):
+    return sorted(os.path.relpath(os.path.join(d, n), directory)
+                  for d, _, names in os.walk(directory) for n in names)
+
+
+def test_collect_copies_only_the_small_files(tmp_path):
+    runs, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.8, floor=2)
+    helpers.write_cell(runs, plan.R20, DENSE_0, accuracy=0.9)
+    unfinished = helpers.write_cell(runs, plan.R20, grid.Cell("snip", "dlb", 0.98, 0),
+                                    accuracy=0.7)
+    os.remove(os.path.join(unfinished, "metrics.json"))
+    outcome = archive.collect(runs, committed)
+    assert sorted(outcome["new"]) == ["r20/dense-dlb-seed0", "r20/epsd-dlb-s0.98-seed0"]
+    cell = os.path.join(committed, "r20", "cells", EPSD_98.name)
+    assert _tree(cell) == sorted(["cell.json", "metrics.json", "config.gin",
+                                  "operative_config.gin", "stages.json", "train_log.csv",
+                                  "cell_state.json", "pruning_summary.json"])
+    assert all(os.path.getsize(p) <= archive.MAX_FILE_BYTES
+               for p in (os.path.join(cell, n) for n in os.listdir(cell)))
+    summary = json.load(open(os.path.join(cell, "pruning_summary.json")))
+    assert [layer["kept"] for layer in summary["layers"]][:2] == [1, 1]
+    assert not any("score_histogram" in layer for layer in summary["layers"])
+    assert "pruning_summary.json" not in os.listdir(os.path.join(committed, "r20", "cells",
+                                                                 DENSE_0.name))
+    # Collecting again changes nothing.
+    assert archive.collect(runs, committed)["same"] == outcome["new"]
+
+
+def test_pack_then_collect_gives_the_same_tree(tmp_path):
+    runs = str(tmp_path / "runs")
+    helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.8)
+    tarball = str(tmp_path / "out" / "study_cells.tar.gz")
+    assert archive.pack(runs, tarball) == ["r20/epsd-dlb-s0.98-seed0"]
+    with tarfile.open(tarball) as tar:
+        names = tar.getnames()
+    assert not any(n.endswith((".keras", "run.log")) or "tensorboard" in n for n in names)
+    archive.collect(tarball, str(tmp_path / "a"))
+    archive.collect(runs, str(tmp_path / "b"))
+    assert _tree(str(tmp_path / "a")) == _tree(str(tmp_path / "b"))
+
+
+def test_collect_refuses_a_changed_config_before_writing_anything(tmp_path):
+    runs, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.8)
+    archive.collect(runs, committed)
+    later = str(tmp_path / "later")
+    helpers.write_cell(later, plan.R20, DENSE_0, accuracy=0.9)  # fine on its own
+    helpers.write_cell(later, plan.R20, EPSD_98, accuracy=0.85, epochs=60)
+    with pytest.raises(ValueError, match="config"):
+        archive.collect(later, committed)
+    assert not os.path.exists(os.path.join(committed, "r20", "cells", DENSE_0.name))
+    assert json.load(open(os.path.join(committed, "r20", "cells", EPSD_98.name,
+                                       "metrics.json")))["test"]["accuracy"] == 0.8
+
+
+def test_collect_refuses_a_family_whose_cells_disagree(tmp_path):
+    runs, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.8)
+    archive.collect(runs, committed)
+    other = str(tmp_path / "other")
+    helpers.write_cell(other, plan.R20, grid.Cell("snip", "dlb", 0.98, 0), accuracy=0.8,
+                       config_extra={"load.batch_size": "64"})
+    with pytest.raises(ValueError, match=r"differs from r20/epsd-dlb-s0.98-seed0.*batch_size"):
+        archive.collect(other, committed)
+
+
+@pytest.mark.parametrize("cell, bindings, message", [
+    (grid.Cell("epsd", "dlb", 0.97, 0), None, "not a cell of the study plan"),
+    (EPSD_98, ["run.epochs = 1"], "but the plan runs it with"),
+])
+def test_collect_refuses_cells_outside_the_plan(tmp_path, cell, bindings, message):
+    runs = str(tmp_path / "runs")
+    helpers.write_cell(runs, plan.R20, cell, accuracy=0.8, sweep_bindings=bindings)
+    with pytest.raises(ValueError, match=message):
+        archive.collect(runs, str(tmp_path / "committed"))
+
+
+def test_restore_makes_a_fresh_sweep_root_skip_the_committed_cells(tmp_path):
+    runs, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    assert archive.restore(committed, str(tmp_path / "fresh")) == []  # nothing committed yet
+    helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.8)
+    archive.collect(runs, committed)
+    fresh = str(tmp_path / "fresh")
+    assert archive.restore(committed, fresh) == ["r20/epsd-dlb-s0.98-seed0"]
+    from epsd_tf.sweep.state import SweepState
+    state = SweepState(os.path.join(fresh, "r20"))
+    assert state.is_finished(EPSD_98)
+    # The sweep's own check accepts the plan's command and refuses another one.
+    sweep = plan.Sweep(plan.R20, ("epsd",), ("dlb",), (0,), (0.98,))
+    state.check_finished_cells(sweep.cells(), plan.R20.gin_files, plan.R20.bindings)
+    with pytest.raises(ValueError, match="finished with"):
+        state.check_finished_cells(sweep.cells(), plan.R20.gin_files, ["run.epochs = 1"])
+
+
+def test_gin_parameters_read_gin_config_text():
+    text = "# Parameters for a:\n# ===\na.b = 1\na.c = [1,\n    2]\n\nrun.seed = 3\n"
+    assert archive.gin_parameters(text) == {"a.b": "1", "a.c": "[1, 2]", "run.seed": "3"}
+    assert archive.family_config(text) == {"a.b": "1", "a.c": "[1, 2]"}
