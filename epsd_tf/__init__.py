@@ -23,7 +23,7 @@ Saved models load after a plain `import epsd_tf`:
     model = keras.models.load_model("runs/quickstart/model.keras")
 
 because importing the package registers its Keras serializables (the
-`PruneLowMagnitude` wrapper and its mask constraint, the SD methods, the ECE
+`PruneLowMagnitude` wrapper, the SD methods, the ECE
 metric, the optimizer and schedules); that imports Keras (and so its backend)
 and the modules defining them, nothing else. The packages `models`, `data`,
 `pruning`, `distill`, `optim`, `analysis`, `export` (the Python API), `train`

@@ -10,17 +10,12 @@ stateful-looking code of `SelfDistillationModel` (`sd_loss`,
 BatchNorm statistics, DLB's carried batch, PS-KD's table rows, the metrics —
 come back as new state values. Nothing of the method is duplicated here.
 
-Masks: Keras' `optimizer.stateless_apply` applies variable constraints in a
-scope that maps only the optimizer and trainable values, so a `MaskConstraint`
-there would read the purged mask variable and fail. The step applies the
-update with the constraints set aside (`_constraints_deferred`, at trace time)
-and then every constraint with the whole state mapped, so pruned weights are
-exactly 0 after each update, as on TF.
+Masks need nothing here: the pruning wrapper's forward pass multiplies each
+kernel by its mask, so pruned weights get exactly zero gradients and stay 0,
+as under stock `fit` and on TF (`pruning/wrapper.py`).
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import jax
 import keras
@@ -33,19 +28,6 @@ def _values(scope, variables, defaults) -> list:
         value = scope.get_current_value(variable)
         values.append(default if value is None else value)
     return values
-
-
-@contextlib.contextmanager
-def _constraints_deferred(variables):
-    """Sets the variables' constraints aside while Python traces the block."""
-    constraints = [variable.constraint for variable in variables]
-    for variable in variables:
-        variable.constraint = None
-    try:
-        yield constraints
-    finally:
-        for variable, constraint in zip(variables, constraints):
-            variable.constraint = constraint
 
 
 def train_step(model, state, data):
@@ -67,17 +49,14 @@ def train_step(model, state, data):
 
     (_, (parts, non_trainable)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         trainable)
-    with _constraints_deferred(trainable_vars) as constraints:
-        trainable, optimizer_values = model.optimizer.stateless_apply(
-            optimizer_values, grads, trainable)
+    trainable, optimizer_values = model.optimizer.stateless_apply(
+        optimizer_values, grads, trainable)
 
     mapping = (list(zip(trainable_vars, trainable))
                + list(zip(non_trainable_vars, non_trainable))
                + list(zip(optimizer_vars, optimizer_values))
                + list(zip(metric_vars, metric_values)))
     with keras.StatelessScope(state_mapping=mapping) as scope:
-        trainable = [value if constraint is None else constraint(value)
-                     for constraint, value in zip(constraints, trainable)]
         logs = model.finish_train_step(features, labels, parts)
     non_trainable = _values(scope, non_trainable_vars, non_trainable)
     metric_values = _values(scope, metric_vars, metric_values)

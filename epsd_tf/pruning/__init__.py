@@ -6,8 +6,9 @@ with TF-MOT's names (`prune_low_magnitude`, `strip_pruning`,
 `"<layer path>/<variable name>"` (see `model_masks`).
 
 No `UpdatePruningStep` callback is needed: masks are fixed after step 1 and
-enforced by the wrapper's forward pass and a kernel constraint that every
-Keras 3 optimizer applies after each update.
+enforced by the wrapper's forward pass (`kernel * mask`, so pruned weights get
+exactly zero gradients and stay 0), the same under TensorFlow and JAX, in
+stock `fit` and in `SelfDistillationModel` (see `wrapper.py`).
 """
 
 from epsd_tf.pruning.masks import LAYER_DENSITIES, SCOPES, exponential_schedule, masks_from_scores
@@ -35,4 +36,4 @@ from epsd_tf.pruning.scorers import (
 )
 from epsd_tf.pruning.stability import kept_overlap
 from epsd_tf.pruning.summaries import write_summaries
-from epsd_tf.pruning.wrapper import MaskConstraint, PruneLowMagnitude
+from epsd_tf.pruning.wrapper import PruneLowMagnitude

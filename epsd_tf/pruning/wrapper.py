@@ -5,19 +5,30 @@ trains the sparse network with its mask fixed and pruned weights exactly 0).
 The names mirror TF-MOT's (`prune_low_magnitude`, `get_prunable_weights`,
 `strip_pruning`) because TF-MOT itself cannot wrap Keras 3 layers.
 
-How a mask is enforced:
+How a mask is enforced (one mechanism, the same under TensorFlow, Keras' stock
+JAX `fit` and `SelfDistillationModel`'s JAX step):
 
 * Forward pass: the wrapped layer runs inside a `keras.StatelessScope` that maps
   each prunable kernel to `kernel * mask`. This works for any layer, built-in
-  or custom, without knowing which attribute the layer reads its kernel from,
-  and the gradient reaching the kernel is `grad * mask` (0 where pruned).
-* Stored weights: the kernel gets a `MaskConstraint`, which Keras 3 optimizers
-  apply after every update, so the stored kernel is re-zeroed whatever the
-  optimizer does (zero gradients alone already keep SGD+momentum+weight decay,
-  Adam and AdamW at exactly 0; the constraint makes it hold for any optimizer
-  and after manual assignments followed by a step).
+  or custom, without knowing which attribute the layer reads its kernel from:
+  the network computes with exactly the pruned kernel whatever is stored.
+* Stored weights: `set_masks` (`apply_masks`) zeroes the pruned entries once,
+  and the gradient reaching the kernel is `grad * mask`, exactly 0 where
+  pruned, so every optimizer whose update of a weight with zero gradient and
+  zero value is zero (SGD with momentum, Nesterov and weight decay, Adam,
+  AdamW, RMSprop, ... and `optim.TorchSGD`) keeps them exactly 0 after every
+  step. `strip_masks` writes `kernel * mask`, so exports are exact even after
+  an optimizer that moves zero-gradient weights (Keras' Muon orthogonalises
+  whole matrices) or a manual write behind the mask.
 * Masks are non-trainable variables of the wrapper, so `.keras` saving,
   checkpoints and `BackupAndRestore` carry them.
+
+Why no kernel constraint: Keras' JAX `optimizer.stateless_apply` applies
+variable constraints in a scope that maps only the optimizer's and the
+trainable values, and `fit` on JAX purges every variable's own value, so a
+constraint reading the mask variable cannot run inside stock `fit` on JAX
+(issue 11). A mask held outside the model's variables would be baked into the
+compiled step and go stale on `set_masks`; the forward-pass mask needs neither.
 """
 
 from __future__ import annotations
@@ -78,28 +89,6 @@ def layer_prunable_weights(layer: keras.layers.Layer) -> list:
 
 
 @keras.saving.register_keras_serializable(package="epsd_tf")
-class MaskConstraint(keras.constraints.Constraint):
-    """Multiplies a kernel by its mask after each optimizer step.
-
-    Not serialized with the layer config: `PruneLowMagnitude.build` attaches it
-    again on load. Composes with a constraint the kernel already had.
-    """
-
-    def __init__(self, mask, inner=None):
-        self.mask = mask
-        self.inner = inner
-
-    def __call__(self, weight):
-        if self.inner is not None:
-            weight = self.inner(weight)
-        return weight * ops.cast(self.mask, weight.dtype)
-
-    def get_config(self) -> dict:
-        # Masks are variables saved with the wrapper, not config; nothing to save.
-        return {}
-
-
-@keras.saving.register_keras_serializable(package="epsd_tf")
 class PruneLowMagnitude(keras.layers.Wrapper):
     """Wraps a layer and multiplies each prunable kernel by a fixed 0/1 mask.
 
@@ -131,7 +120,6 @@ class PruneLowMagnitude(keras.layers.Wrapper):
                 name=f"{weight.name}_mask", shape=weight.shape, dtype=weight.dtype,
                 initializer="ones", trainable=False)
             self.masks.append(mask)
-            weight.constraint = MaskConstraint(mask, inner=weight.constraint)
         self.built = True
 
     def get_prunable_weights(self) -> list:
