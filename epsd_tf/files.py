@@ -11,7 +11,9 @@ so one rule holds everywhere:
   `metrics.json` exists (`is_finished`).
 * **One lock** per run directory (or sweep cell): a file created atomically
   that names its owner's host and pid, taken over only when that owner is
-  gone (same host, pid not alive). See `locked`.
+  gone (same host, pid not alive; or, where the caller asks for it, another
+  host whose heartbeat, the lock file's mtime, is older than a timeout).
+  See `locked`.
 * **One zero count** (`count_zeros`) behind every sparsity figure the library
   reports.
 """
@@ -210,6 +212,12 @@ def _read_owner(path: str) -> dict | None:
     return owner if isinstance(owner, dict) else {}
 
 
+def lock_owner(path: str) -> dict | None:
+    """The owner record of the lock file `path` (host, pid, since, purpose, token);
+    None if there is no lock, {} if its record is unreadable."""
+    return _read_owner(path)
+
+
 def owner_alive(owner: dict) -> bool:
     """False only if the owner is certainly gone: this host, and its pid not alive.
 
@@ -226,13 +234,37 @@ def owner_alive(owner: dict) -> bool:
     return True
 
 
-def acquire_lock(path: str, purpose: str = "") -> dict:
+def heartbeat_lost(path: str, owner: dict, stale_after: float | None) -> bool:
+    """True when `owner` is on another host and the lock file's mtime is older
+    than `stale_after` seconds (its owner stopped calling `touch_lock`)."""
+    if stale_after is None or owner.get("host") == socket.gethostname():
+        return False
+    try:
+        return time.time() - os.path.getmtime(path) > stale_after
+    except FileNotFoundError:
+        return False
+
+
+def touch_lock(path: str, owner: dict) -> bool:
+    """The owner's heartbeat: sets the lock file's mtime to now; False if no longer ours."""
+    holder = _read_owner(path)
+    if not holder or holder.get("token") != owner["token"]:
+        return False
+    with contextlib.suppress(FileNotFoundError):
+        os.utime(path)
+        return True
+    return False
+
+
+def acquire_lock(path: str, purpose: str = "", stale_after: float | None = None) -> dict:
     """Takes the lock file `path`; returns this process's owner record.
 
     The lock is created atomically (a complete record is hard-linked into
     place, so no reader ever sees a half-written owner). A lock whose owner is
-    gone (same host, pid not alive: a killed run) is taken over; any other
-    existing lock refuses at once.
+    gone (same host, pid not alive: a killed run) is taken over; so is, when
+    `stale_after` is given, one held from another host whose heartbeat
+    (`touch_lock`) is older than `stale_after` seconds. Any other existing
+    lock refuses at once.
 
     Raises:
         LockHeldError: another live process (or one on another host, or this
@@ -254,18 +286,20 @@ def acquire_lock(path: str, purpose: str = "") -> dict:
             holder = _read_owner(path)
             if holder is None:  # released meanwhile: try again
                 continue
-            if not holder or owner_alive(holder):
+            lost = heartbeat_lost(path, holder or {}, stale_after)
+            if not lost and (not holder or owner_alive(holder)):
                 who = _describe(holder) if holder else "an unreadable owner record"
                 raise LockHeldError(
                     f"{path} is held by {who}; only one run may use it at a time. If that "
                     "process is gone (e.g. on another host), delete the lock file.")
-            _take_over(path, holder, owner["token"])
+            _take_over(path, holder, owner["token"],
+                       "its heartbeat stopped" if lost else "that process is gone")
         raise LockHeldError(f"could not take {path}: other processes keep taking it")
     finally:
         os.remove(claim)
 
 
-def _take_over(path: str, stale: dict, token: str) -> None:
+def _take_over(path: str, stale: dict, token: str, why: str) -> None:
     """Moves a stale lock aside, making sure it was the one judged stale."""
     tomb = f"{path}.{token}.stale"
     try:
@@ -278,8 +312,7 @@ def _take_over(path: str, stale: dict, token: str) -> None:
         with contextlib.suppress(FileExistsError):
             os.link(tomb, path)
     else:
-        logging.warning("took over the stale lock %s of %s (that process is gone)", path,
-                        _describe(stale))
+        logging.warning("took over the stale lock %s of %s (%s)", path, _describe(stale), why)
     os.remove(tomb)
 
 
@@ -293,9 +326,9 @@ def release_lock(path: str, owner: dict) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: str, purpose: str = "") -> Iterator[dict]:
+def locked(path: str, purpose: str = "", stale_after: float | None = None) -> Iterator[dict]:
     """Holds the lock file `path` for the `with` block (released on exceptions too)."""
-    owner = acquire_lock(path, purpose)
+    owner = acquire_lock(path, purpose, stale_after)
     try:
         yield owner
     finally:

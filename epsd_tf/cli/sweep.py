@@ -13,6 +13,12 @@ The paper-style study on Fashion-MNIST (ResNet-20, DLB, two seeds):
       --scorers=epsd,prospr,snip,random,dense --methods=dlb \
       --sparsities=0.9,0.95,0.98 --seeds=0,1 --root=runs/study
 
+Spread over devices and hosts: `--parallel=N` runs N cells at once on this
+machine (pinned to the GPUs round robin, sharing them when N exceeds them; on
+CPU the cores are divided); `--shard=i/n` runs shard i of n hosts sharing
+--root (e.g. `--shard=$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`);
+`--status` reports every cell of --root and runs nothing.
+
 Resumable: re-running the same command skips every finished cell (its workdir
 holds `metrics.json`) and re-runs the others with the same command, and
 `tools/run.py` resumes an interrupted cell. A finished cell whose gin files or
@@ -49,7 +55,28 @@ flags.DEFINE_integer("max_failures", None,
                      "Stop launching cells once this many failed (default: run all).")
 flags.DEFINE_string("run_tool", sweep.RUN_TOOL,
                     "The script each cell runs (epsd-run's, or one with its flags).")
+flags.DEFINE_integer(
+    "parallel", 1, "Cells at once on this machine: each pinned to a GPU round robin (sharing "
+    "GPUs when more cells than GPUs) and to its share of the CPU cores.", lower_bound=1)
+flags.DEFINE_integer(
+    "gpus", None, "GPUs to spread the cells over (0: CPU only); default: detected from "
+    "CUDA_VISIBLE_DEVICES or nvidia-smi -L.", lower_bound=0)
+flags.DEFINE_string("shard", None,
+                    "i/n: run only shard i of n of the grid (hosts sharing --root; e.g. "
+                    "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT).")
+flags.DEFINE_bool("status", False,
+                  "Report every cell of --root (done, running where, failed, pending), "
+                  "per-shard progress and the ETA; run nothing.")
 flags.mark_flag_as_required("root")
+
+
+@flags.validator("shard")
+def _check_shard(text):
+    try:
+        sweep.parse_shard(text)
+    except ValueError as error:
+        raise flags.ValidationError(str(error)) from error
+    return True
 
 
 def _report(message: str) -> None:
@@ -67,6 +94,10 @@ def _stop_on_sigterm(signum, frame):
 def _main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.status:
+        for line in sweep.format_status(sweep.grid_status(FLAGS.root)):
+            _report(line)
+        return 0
     if not FLAGS.base_gin and not FLAGS.collect_only:
         raise app.UsageError("--base_gin is required, e.g. --base_gin=gin/quickstart.gin")
     previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
@@ -76,7 +107,8 @@ def _main(argv):
             scorers=FLAGS.scorers, methods=FLAGS.methods, sparsities=FLAGS.sparsities,
             seeds=FLAGS.seeds, density_plots=FLAGS.density_plots, dry_run=FLAGS.dry_run,
             collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
-            run_tool=FLAGS.run_tool, report=_report)
+            run_tool=FLAGS.run_tool, report=_report, parallel=FLAGS.parallel,
+            gpus=FLAGS.gpus, shard=FLAGS.shard)
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 

@@ -12,29 +12,25 @@ from __future__ import annotations
 
 import os
 import shlex
-import time
 from typing import Callable, Sequence
 
 from absl import logging
 
 from epsd_tf import files
-from epsd_tf.sweep import grid
+from epsd_tf.sweep import grid, placement, shards
+from epsd_tf.sweep.pool import Pool
 from epsd_tf.sweep.report import write_results
-from epsd_tf.sweep.runner import run_cell
-from epsd_tf.sweep.state import SweepState, cell_config
+from epsd_tf.sweep.state import SweepState
 
 OUTCOMES = ("done", "skipped", "failed", "busy", "not_run")
 
 
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
               max_failures: int | None = None, run_tool: str = grid.RUN_TOOL,
-              report: Callable[[str], None] = logging.info) -> dict:
-    """Runs every unfinished cell in turn; returns the cell names by outcome.
+              report: Callable[[str], None] = logging.info, parallel: int = 1,
+              gpus: int | None = None, shard: str | None = None) -> dict:
+    """Runs every unfinished cell (of this shard), `parallel` at once; returns the
+    cell names by outcome.
 
     Args:
         cells: the grid (`make_grid`).
@@ -43,57 +39,59 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
         max_failures: stop launching cells once this many failed (None: never).
         run_tool: the script run per cell (`tools/run.py`, or one with its flags).
         report: receives one progress line per event (default: the absl log).
+        parallel: cells at once on this machine (`placement.py` pins each to
+            its GPU and its share of the CPU cores when > 1).
+        gpus: GPUs to use (None: detect; 0: CPU only).
+        shard: `"i/n"`: run only this shard's cells (`shards.py`); None: all.
 
     Returns:
         `{"done", "skipped", "failed", "busy", "not_run": [cell names]}`;
-        `skipped` cells had finished before this call, `busy` ones were being
-        run by another sweep on the same root.
+        `skipped` cells had finished before, `busy` ones were being run by
+        another sweep on the same root.
 
     Raises:
-        ValueError: bad `max_failures`, or a finished cell was run with a
-            different configuration (before any cell runs).
+        ValueError: bad `max_failures`, `parallel`, `gpus` or `shard`, or a
+            finished cell was run with a different configuration (before any
+            cell runs or any file is written).
     """
     if max_failures is not None and max_failures < 1:
         raise ValueError(f"max_failures must be >= 1 or None, got {max_failures}")
-    os.makedirs(os.path.join(root, grid.CELLS), exist_ok=True)
+    index, count = shards.parse_shard(shard)
+    slots = placement.placements(parallel, placement.detect_gpus(gpus),
+                                 placement.available_cores())
     state = SweepState(root)
     state.check_finished_cells(cells, gin_files, gin_bindings)
-    outcome = {name: [] for name in OUTCOMES}
+    mine = shards.select(list(enumerate(cells, start=1)), index, count)
+    os.makedirs(os.path.join(root, grid.CELLS), exist_ok=True)
     # ETA: the mean duration of the finished cells (earlier sweeps included).
     durations = [state.entry(c)["elapsed"] for c in cells
                  if state.is_finished(c) and "elapsed" in state.entry(c)]
-    to_run = sum(not state.is_finished(c) for c in cells)
-    sweep_start = time.perf_counter()
-    for index, cell in enumerate(cells, start=1):
-        prefix = f"[{index}/{len(cells)}] {cell.name}"
-        entry = state.entry(cell)
-        if state.is_finished(cell):
-            if entry.get("status") != "done":  # finished after the state was last written
-                entry["status"] = "done"
-                state.save()
-            outcome["skipped"].append(cell.name)
-            report(f"{prefix}: done (finished earlier, skipped)")
+    if count > 1:
+        report(f"shard {index}/{count}: {len(mine)} of the {len(cells)} cells")
+    if parallel > 1:
+        for number, slot in enumerate(slots):
+            report(f"slot {number}: {slot.describe()}")
+    skipped, todo = [], []
+    for position, cell in mine:
+        if not state.is_finished(cell):
+            todo.append((position, cell))
             continue
-        if max_failures is not None and len(outcome["failed"]) >= max_failures:
-            outcome["not_run"].append(cell.name)
-            continue
-        entry["config"] = cell_config(cell, gin_files, gin_bindings)
-        report(f"{prefix}: running (sweep time {_clock(time.perf_counter() - sweep_start)})")
-        command = grid.cell_command(cell, root, gin_files, gin_bindings, run_tool)
-        result = run_cell(cell, command, state, report)
-        outcome[result].append(cell.name)
-        to_run -= 1
-        if result == "done":
-            durations.append(entry["elapsed"])
-        if result != "busy":
-            eta = _clock(to_run * sum(durations) / len(durations)) if durations else "unknown"
-            report(f"{prefix}: {result} in {_clock(entry['elapsed'])}; "
-                   f"{len(outcome['done']) + len(outcome['skipped'])} done, "
-                   f"{len(outcome['failed'])} failed, {to_run} to go, ETA {eta}")
+        if state.entry(cell).get("status") != "done":  # finished after its state was written
+            state.entry(cell)["status"] = "done"
+            state.save_cell(cell)
+        skipped.append(cell.name)
+        report(f"[{position}/{len(cells)}] {cell.name}: done (finished earlier, skipped)")
+    pool = Pool(root, state, gin_files, gin_bindings, slots=slots, run_tool=run_tool,
+                report=report, max_failures=max_failures, total=len(cells),
+                durations=durations, shard=(index, count),
+                shard_cells=[cell.name for _, cell in mine],
+                grid_cells=[cell.name for cell in cells])
+    outcome = pool.run(todo, skipped)
+    state.save()
     if outcome["not_run"]:
         report(f"stopped after {len(outcome['failed'])} failed cells (--max_failures); "
                f"not run: {outcome['not_run']}")
-    return outcome
+    return {name: outcome[name] for name in OUTCOMES}
 
 
 def density_cells(requested, root: str, cells: Sequence[grid.Cell] | None) -> list[str]:
@@ -122,17 +120,22 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
           sparsities=(), seeds=(), density_plots=(), dry_run: bool = False,
           collect_only: bool = False, max_failures: int | None = None,
           run_tool: str = grid.RUN_TOOL,
-          report: Callable[[str], None] = logging.info) -> int:
+          report: Callable[[str], None] = logging.info, parallel: int = 1,
+          gpus: int | None = None, shard: str | None = None) -> int:
     """The whole sweep command (`tools/sweep.py`); returns its exit code.
 
-    Validates the grid and the density-plot cells first; then a dry run
-    reports each cell's status and command, `collect_only` writes the results
-    of the finished cells, and otherwise every unfinished cell runs and the
-    results are written. Exit code 1 if a cell failed or was not run.
+    Validates the flags, the grid and the density-plot cells first; then a
+    dry run reports each cell's status and command, `collect_only` writes the
+    results of the finished cells (of every shard), and otherwise every
+    unfinished cell (of this shard) runs, `parallel` at once, and the results
+    are written. Exit code 1 if a cell failed or was not run.
 
     Raises:
-        ValueError: no gin file (unless `collect_only`), or a bad grid.
+        ValueError: no gin file (unless `collect_only`), a bad grid, or a bad
+            `parallel`, `gpus`, `shard` (before any file is written).
     """
+    shards.parse_shard(shard)
+    placement.placements(parallel, placement.detect_gpus(gpus), placement.available_cores())
     if collect_only:
         written = write_results(root, density_cells(density_plots, root, None))
         report(f"results: {written}")
@@ -143,13 +146,20 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
     plot_cells = density_cells(density_plots, root, cells)
     if dry_run:
         state = SweepState(root)  # reads only
-        for cell in cells:
+        index, count = shards.parse_shard(shard)
+        if parallel > 1:
+            slots = placement.placements(parallel, placement.detect_gpus(gpus),
+                                         placement.available_cores())
+            for number, slot in enumerate(slots):
+                report(f"slot {number}: {slot.describe()}")
+        for _, cell in shards.select(list(enumerate(cells)), index, count):
             status = "done" if state.is_finished(cell) else "to run"
             command = grid.cell_command(cell, root, gin_files, gin_bindings, run_tool)
             report(f"{cell.name} [{status}]: {shlex.join(command)}")
         return 0
     outcome = run_sweep(cells, root, gin_files, gin_bindings, max_failures=max_failures,
-                        run_tool=run_tool, report=report)
+                        run_tool=run_tool, report=report, parallel=parallel, gpus=gpus,
+                        shard=shard)
     written = write_results(root, plot_cells)
     failed = f" {outcome['failed']}" if outcome["failed"] else ""
     report(f"sweep of {len(cells)} cells: {len(outcome['done'])} run, "

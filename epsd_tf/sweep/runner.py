@@ -3,27 +3,40 @@
 The cell is a `tools/run.py` process (a crash or OOM in one cell cannot kill
 the sweep, and gin state never leaks between cells). Its output is appended
 to `<cell>/run.log`, one `=== attempt N` header per attempt. While it runs the
-sweep holds `<cell>/cell.lock` (`epsd_tf.files.locked`), so two sweeps sharing
-a root never run the same cell at once; the run itself holds its workdir's
-`run.lock`.
+sweep holds `<cell>/cell.lock` (`epsd_tf.files.acquire_lock`), so sweeps
+sharing a root (workers, shards, hosts) never run the same cell at once; the
+run itself holds its workdir's `run.lock`. The sweep touches `cell.lock`
+every `HEARTBEAT` seconds; a lock from another host untouched for
+`STALE_AFTER` seconds is stale (that host died) and is taken over, together
+with the dead run's `run.lock`. On this host a lock whose pid is gone is stale.
+
+`CellRun` is one attempt, started and polled by the pool (`loop.py`);
+`run_cell` runs one to the end.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import time
 from typing import Callable
 
+from absl import logging
+
 from epsd_tf import files
 from epsd_tf.analysis import results
 from epsd_tf.sweep import grid
+from epsd_tf.sweep.placement import Placement
 from epsd_tf.sweep.state import SweepState
 
 RUN_LOG = "run.log"
 CELL_LOCK = "cell.lock"
 TAIL_LINES = 40
+HEARTBEAT = 30.0      # seconds between touches of a running cell's lock
+STALE_AFTER = 300.0   # another host's lock untouched this long is stale
+STOP_GRACE = 30.0     # seconds a stopped cell gets to exit before it is killed
 
 
 def _log_tail(path: str, offset: int) -> str:
@@ -32,63 +45,124 @@ def _log_tail(path: str, offset: int) -> str:
         return "\n".join(f.read().splitlines()[-TAIL_LINES:])
 
 
-def _wait(process: subprocess.Popen) -> int:
-    """Waits for the cell; if the sweep itself stops (Ctrl-C, SIGTERM), stops it too."""
-    try:
-        return process.wait()
-    except BaseException:
-        # No orphan keeps writing into the cell's workdir; its backup lets it resume.
-        process.terminate()
+class CellRun:
+    """One attempt at a cell: `start`, then `poll` until it returns, then `finish`.
+
+    `stop` ends it early (Ctrl-C, SIGTERM): the process is terminated (killed
+    after `STOP_GRACE` s); its backup lets the next attempt resume.
+    """
+
+    def __init__(self, cell: grid.Cell, command: list[str], state: SweepState,
+                 placement: Placement | None = None):
+        self.cell, self.command, self.state = cell, command, state
+        self.placement = placement or Placement({}, None)
+        self.directory = grid.cell_dir(state.root, cell)
+        self.lock_path = os.path.join(self.directory, CELL_LOCK)
+        self.log_path = os.path.join(self.directory, RUN_LOG)
+        self.entry = state.entry(cell)
+        self.process = None
+        self.busy = ""  # why the cell could not be started
+
+    def start(self) -> bool:
+        """Takes the cell's lock and starts its process; False (and `busy`) if held."""
+        os.makedirs(self.directory, exist_ok=True)
         try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        raise
+            self.owner = files.acquire_lock(self.lock_path, purpose="sweep cell",
+                                            stale_after=STALE_AFTER)
+        except files.LockHeldError as error:
+            self.busy = str(error)
+            return False
+        try:
+            self._clear_dead_run_lock()
+            files.write_json(os.path.join(self.directory, results.CELL_FILE),
+                             self.cell.description())
+            self.entry.update(status="running", attempts=self.entry.get("attempts", 0) + 1,
+                              started=time.time(), returncode=None,
+                              host=socket.gethostname(), pid=os.getpid())
+            self.state.save_cell(self.cell)
+            self.log = open(self.log_path, "a")
+            self.offset = self.log.tell()
+            self.log.write(f"=== attempt {self.entry['attempts']}: "
+                           f"{shlex.join(self.command)}\n")
+            self.log.flush()
+            self.start_time = time.perf_counter()
+            self.touched = time.monotonic()
+            self.process = subprocess.Popen(
+                self.command, stdout=self.log, stderr=subprocess.STDOUT,
+                env=self.placement.apply(os.environ), preexec_fn=self.placement.preexec())
+        except BaseException:
+            if hasattr(self, "log"):
+                self.log.close()
+            files.release_lock(self.lock_path, self.owner)
+            raise
+        return True
+
+    def _clear_dead_run_lock(self) -> None:
+        """Removes a `run.lock` left by a run on another host: holding the cell's lock,
+        this sweep is the only one that may run the cell, so that run is dead."""
+        run_lock = os.path.join(self.directory, files.LOCK)
+        holder = files.lock_owner(run_lock)
+        if holder is not None and holder.get("host") != socket.gethostname():
+            logging.warning("removing %s of a dead run on host %r (this sweep now holds %s)",
+                            run_lock, holder.get("host"), self.lock_path)
+            files.remove(run_lock)
+
+    def poll(self) -> int | None:
+        """The exit code once the process ended, else None (and the lock's heartbeat)."""
+        if time.monotonic() - self.touched >= HEARTBEAT:
+            files.touch_lock(self.lock_path, self.owner)
+            self.touched = time.monotonic()
+        return self.process.poll()
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start_time
+
+    def finish(self, report: Callable[[str], None]) -> str:
+        """Records the ended attempt and releases the lock; returns "done" or "failed"."""
+        returncode = self.process.wait()
+        self.log.close()
+        finished = returncode == 0 and files.is_finished(self.directory)
+        self.entry.update(status="done" if finished else "failed", returncode=returncode,
+                          elapsed=self.elapsed)
+        self.state.save_cell(self.cell)
+        files.release_lock(self.lock_path, self.owner)
+        if not finished:
+            why = f"exit code {returncode}" if returncode else f"exit code 0 but no {files.METRICS}"
+            report(f"--- {self.cell.name} failed ({why}); last lines of {self.log_path}:\n"
+                   f"{_log_tail(self.log_path, self.offset)}\n---")
+        return "done" if finished else "failed"
+
+    def stop(self) -> None:
+        """Stops the process (no orphan keeps writing into the workdir); `interrupted`."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.log.close()
+        self.entry.update(status="interrupted", elapsed=self.elapsed)
+        self.state.save_cell(self.cell)
+        files.release_lock(self.lock_path, self.owner)
 
 
 def run_cell(cell: grid.Cell, command: list[str], state: SweepState,
-             report: Callable[[str], None]) -> str:
-    """Runs one cell's process; returns `"done"`, `"failed"` or `"busy"`.
+             report: Callable[[str], None], placement: Placement | None = None) -> str:
+    """Runs one cell's process to its end; returns `"done"`, `"failed"` or `"busy"`.
 
     `busy`: another process holds the cell's lock (it is running there); the
-    cell is left alone. The state entry is updated before and after the run.
+    cell is left alone. The cell's state is updated before and after the run.
     """
-    directory = grid.cell_dir(state.root, cell)
-    os.makedirs(directory, exist_ok=True)
-    try:
-        with files.locked(os.path.join(directory, CELL_LOCK), purpose="sweep cell"):
-            return _run_locked(cell, command, state, report, directory)
-    except files.LockHeldError as error:
-        report(f"{cell.name}: skipped, another sweep runs it ({error})")
+    run = CellRun(cell, command, state, placement)
+    if not run.start():
+        report(f"{cell.name}: skipped, another sweep runs it ({run.busy})")
         return "busy"
-
-
-def _run_locked(cell, command, state, report, directory) -> str:
-    files.write_json(os.path.join(directory, results.CELL_FILE), cell.description())
-    entry = state.entry(cell)
-    log_path = os.path.join(directory, RUN_LOG)
-    entry.update(status="running", attempts=entry.get("attempts", 0) + 1,
-                 started=time.time(), returncode=None)
-    state.save()
-    start = time.perf_counter()
-    with open(log_path, "a") as log:
-        offset = log.tell()
-        log.write(f"=== attempt {entry['attempts']}: {shlex.join(command)}\n")
-        log.flush()
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            returncode = _wait(process)
-        except BaseException:
-            entry.update(status="interrupted", elapsed=time.perf_counter() - start)
-            state.save()
-            raise
-    finished = returncode == 0 and files.is_finished(directory)
-    entry.update(status="done" if finished else "failed", returncode=returncode,
-                 elapsed=time.perf_counter() - start)
-    state.save()
-    if not finished:
-        why = f"exit code {returncode}" if returncode else f"exit code 0 but no {files.METRICS}"
-        report(f"--- {cell.name} failed ({why}); last lines of {log_path}:\n"
-               f"{_log_tail(log_path, offset)}\n---")
-    return "done" if finished else "failed"
+    try:
+        while run.poll() is None:
+            time.sleep(0.2)
+    except BaseException:
+        run.stop()
+        raise
+    return run.finish(report)

@@ -1,0 +1,144 @@
+"""The pool of a sweep: up to N cell processes at once, each in its own slot.
+
+A process pool and nothing more: the loop hands the next unfinished cell
+to a free slot (`runner.CellRun` takes the cell's lock; a cell locked
+elsewhere is `busy` and left alone), polls the running cells, and records
+each as it ends. Slot k's devices and cores are `placement.placements(...)[k]`.
+Ctrl-C or SIGTERM (raised in the loop) stops every running cell; their
+backups let the next sweep resume them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+from epsd_tf.sweep import grid, shards
+from epsd_tf.sweep.placement import Placement
+from epsd_tf.sweep.runner import HEARTBEAT, CellRun
+from epsd_tf.sweep.state import SweepState, cell_config
+
+POLL = 0.2  # seconds between polls of the running cells
+
+
+def clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+class Pool:
+    """Runs `todo` (pairs of grid position and cell) in `len(slots)` slots."""
+
+    def __init__(self, root: str, state: SweepState, gin_files, gin_bindings, *,
+                 slots: Sequence[Placement], run_tool: str, report: Callable[[str], None],
+                 max_failures: int | None, total: int, durations: list[float],
+                 shard: tuple[int, int] = (0, 1), shard_cells: Sequence[str] = (),
+                 grid_cells: Sequence[str] = ()):
+        self.root, self.state = root, state
+        self.gin_files, self.gin_bindings = list(gin_files), list(gin_bindings)
+        self.slots, self.run_tool, self.report = list(slots), run_tool, report
+        self.max_failures, self.total, self.durations = max_failures, total, durations
+        self.shard, self.shard_cells = shard, list(shard_cells)
+        self.grid_cells = list(grid_cells)
+        self.running: dict[int, tuple[int, CellRun]] = {}  # slot -> (position, run)
+        self.outcome = {"done": [], "failed": [], "busy": [], "not_run": [], "skipped": []}
+        self.left = 0
+        self.sweep_start = time.perf_counter()
+
+    def run(self, todo: Sequence[tuple[int, grid.Cell]], skipped: Sequence[str] = ()) -> dict:
+        """Runs every cell of `todo`; returns the cell names by outcome.
+
+        `skipped`: the cells finished before (counted as done in the progress).
+        """
+        self.outcome["skipped"] = list(skipped)
+        queue = list(todo)
+        self.left = len(queue)
+        self._progress("running")
+        try:
+            while queue or self.running:
+                if self.max_failures is not None and \
+                        len(self.outcome["failed"]) >= self.max_failures:
+                    self.outcome["not_run"] += [cell.name for _, cell in queue]
+                    self.left -= len(queue)
+                    queue = []
+                while queue and len(self.running) < len(self.slots):
+                    self._launch(*queue.pop(0))
+                time.sleep(POLL if self.running else 0)
+                if time.monotonic() - self.written >= HEARTBEAT:
+                    self._progress("running")  # the shard's heartbeat, for --status
+                for slot, (position, run) in list(self.running.items()):
+                    if run.poll() is not None:
+                        del self.running[slot]
+                        self._record(position, run, run.finish(self.report))
+        except BaseException:
+            self._stop_all()
+            self._progress("stopped")
+            raise
+        self._progress("finished")
+        return self.outcome
+
+    def _launch(self, position: int, cell: grid.Cell) -> None:
+        prefix = f"[{position}/{self.total}] {cell.name}"
+        if self.state.is_finished(cell):  # finished meanwhile, by another shard
+            self.outcome["skipped"].append(cell.name)
+            self.left -= 1
+            self.report(f"{prefix}: done (finished elsewhere meanwhile, skipped)")
+            return
+        slot = min(set(range(len(self.slots))) - set(self.running))
+        self.state.entry(cell)["config"] = cell_config(cell, self.gin_files, self.gin_bindings)
+        command = grid.cell_command(cell, self.root, self.gin_files, self.gin_bindings,
+                                    self.run_tool)
+        run = CellRun(cell, command, self.state, self.slots[slot])
+        if not run.start():
+            self.outcome["busy"].append(cell.name)
+            self.left -= 1
+            self.report(f"{cell.name}: skipped, another sweep runs it ({run.busy})")
+            return
+        self.running[slot] = (position, run)
+        where = f" in slot {slot}" if len(self.slots) > 1 else ""
+        self.report(f"{prefix}: running{where} (sweep time "
+                    f"{clock(time.perf_counter() - self.sweep_start)})")
+        self._progress("running")
+
+    def _record(self, position: int, run: CellRun, result: str) -> None:
+        self.outcome[result].append(run.cell.name)
+        self.left -= 1
+        if result == "done":
+            self.durations.append(run.entry["elapsed"])
+        done = len(self.outcome["done"]) + len(self.outcome["skipped"])
+        shard = f" (shard {self.shard[0]}/{self.shard[1]})" if self.shard[1] > 1 else ""
+        self.report(f"[{position}/{self.total}] {run.cell.name}: {result} in "
+                    f"{clock(run.entry['elapsed'])}; {done} done, "
+                    f"{len(self.outcome['failed'])} failed, {len(self.running)} running, "
+                    f"{self.left} to go, ETA {self._eta_text()}{shard}")
+        self._progress("running")
+
+    def _eta(self) -> float | None:
+        """Seconds left: the cells not yet ended × the mean cell time ÷ the slots."""
+        if not self.durations:
+            return None
+        mean = sum(self.durations) / len(self.durations)
+        return self.left * mean / len(self.slots)
+
+    def _eta_text(self) -> str:
+        eta = self._eta()
+        return "unknown" if eta is None else clock(eta)
+
+    def _progress(self, phase: str) -> None:
+        self.written = time.monotonic()
+        done = len(self.outcome["done"]) + len(self.outcome["skipped"])
+        shards.write_progress(
+            self.root, *self.shard, grid=self.grid_cells, cells=self.shard_cells, parallel=len(self.slots),
+            done=done, running=[run.cell.name for _, run in self.running.values()],
+            failed=len(self.outcome["failed"]), left=self.left, eta_seconds=self._eta(),
+            phase=phase)
+
+    def _stop_all(self) -> None:
+        """Terminates every running cell at once, then waits for each."""
+        runs = [run for _, run in self.running.values()]
+        for run in runs:
+            if run.process.poll() is None:
+                run.process.terminate()
+        for run in runs:
+            run.stop()
+        self.running.clear()
