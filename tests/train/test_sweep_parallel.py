@@ -406,6 +406,23 @@ def test_status_of_a_grid_run_in_shards(tmp_path, slow_run, monkeypatch):
         sweep.grid_status(str(tmp_path / "nowhere"))
 
 
+def test_shards_run_apart_and_collect_only_merges_them(tmp_path, slow_run):
+    script, events = slow_run
+    root = tmp_path / "s"
+    grid = dict(gin_files=["gin/smoke.gin"], run_tool=script, **GRID)
+    for shard in ("1/2", "0/2"):
+        assert sweep.sweep(str(root), shard=shard, **grid) == 0
+    assert _ends(events()) == sorted(c.name for c in _cells())  # each once, by its shard
+    records = {r["shard"]: r for r in shards.read_progress(str(root))}
+    assert sorted(records) == ["0/2", "1/2"]
+    assert records["0/2"]["cells"] == [c.name for c in _cells()[0::2]]
+    assert records["1/2"]["grid"] == [c.name for c in _cells()]
+    (root / "results.md").unlink()
+    (root / "results.csv").unlink()
+    assert sweep.sweep(str(root), collect_only=True) == 0
+    assert len((root / "results.csv").read_text().splitlines()) == 1 + len(_cells())
+
+
 def test_the_root_state_is_derived_from_the_cell_files_and_old_roots_still_read(tmp_path):
     root = tmp_path / "s"
     cells = _cells()

@@ -1,0 +1,45 @@
+"""The sweep throughput benchmark (tools/benchmarks/sweep_throughput.py) runs TF-free.
+
+`--smoke` runs real `tools/run.py` cells (gin/smoke.gin) with `--parallel` 1 and
+2 on CPU, the sweep process with TensorFlow blocked, and writes one JSON.
+"""
+
+import json
+
+import pytest
+
+from tests.jax import tf_free
+
+pytest.importorskip("jax")
+
+
+@pytest.mark.slow
+def test_sweep_throughput_smoke_runs_without_tensorflow(tmp_path):
+    output = tmp_path / "throughput.json"
+    result = tf_free.tool("benchmarks/sweep_throughput.py", "--smoke", "--cells_per_slot=1",
+                          f"--output={output}", f"--workdir={tmp_path / 'roots'}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["machine"]["backend"] == "jax" and "tensorflow" not in report["machine"]
+    assert [r["parallel"] for r in report["results"]] == [1, 2]
+    for entry in report["results"]:
+        assert entry["done"] == entry["cells"] == entry["parallel"] and not entry["failed"]
+        assert entry["cells_per_hour"] > 0 and entry["mean_cell_seconds"] > 0
+    assert report["results"][0]["speedup_vs_parallel_1"] == 1.0
+    assert report["best_parallel"] in (1, 2)
+    # Both --parallel=2 cells ran, each pinned to one of the two slots' cores.
+    assert len(report["results"][1]["slots"]) == 2
+    roots = tmp_path / "roots" / "round0"
+    assert (roots / "parallel2" / "shards" / "0-of-1.json").exists()
+    assert "--parallel=2:" in result.stdout
+
+
+def test_sweep_throughput_refuses_bad_settings():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "benchmarks"))
+    import sweep_throughput
+    with pytest.raises(ValueError, match="each must be >= 1"):
+        sweep_throughput.run(smoke=True, parallel=(0,))
+    with pytest.raises(ValueError, match="each must be >= 1"):
+        sweep_throughput.run(smoke=True, rounds=0)
