@@ -43,3 +43,25 @@ def test_sweep_throughput_refuses_bad_settings():
         sweep_throughput.run(smoke=True, parallel=(0,))
     with pytest.raises(ValueError, match="each must be >= 1"):
         sweep_throughput.run(smoke=True, rounds=0)
+
+
+def test_the_sweep_process_leaves_the_devices_to_its_cells(tmp_path):
+    """A whole sweep (pool, state, results) never starts a JAX backend in its own
+    process: on a GPU it would take memory from the cells it runs."""
+    from tests.train.test_sweep_parallel import SLOW_RUN
+    script = tmp_path / "slow_run.py"
+    script.write_text(SLOW_RUN)
+    code = (
+        "import os\n"
+        f"os.environ.update(FAKE_EVENTS={str(tmp_path / 'events')!r}, "
+        f"FAKE_CALLS={str(tmp_path / 'calls')!r})\n"
+        "from epsd_tf import sweep\n"
+        f"code = sweep.sweep({str(tmp_path / 's')!r}, gin_files=['gin/smoke.gin'], "
+        "scorers=['random', 'dense'], methods=['none'], sparsities=['0.9'], seeds=['0'], "
+        f"run_tool={str(script)!r}, parallel=2, gpus=0, report=print)\n"
+        "from jax._src import xla_bridge\n"
+        "print('exit', code, 'backends', sorted(xla_bridge._backends))\n")
+    result = tf_free.python(code)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "exit 0 backends []" in result.stdout
+    assert (tmp_path / "s" / "results.md").exists()
