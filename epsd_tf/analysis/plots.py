@@ -238,3 +238,43 @@ def plot_layer_densities(report_paths: Sequence[str], path: str,
     axis.set_ylim(0, 1.05)
     axis.legend(fontsize=8)
     return save(figure, path)
+
+
+def plot_paired_differences(records: Sequence[Mapping], path: str, *, title: str = "",
+                            scale: float = 100.0, unit: str = "pt") -> str:
+    """Forest plot of paired differences: one row per comparison, mean with its interval.
+
+    Args:
+        records: `{"label", "mean", "low", "high"}` per comparison (e.g. EPSD −
+            a baseline at one sparsity, `analysis.stats.paired_difference`);
+            `low`/`high` None draws the mean alone.
+        path: output PNG path; directories are created.
+        title: optional figure title.
+        scale, unit: the differences are drawn times `scale`, labelled `unit`.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: no records with a mean.
+    """
+    records = [r for r in records if r.get("mean") is not None]
+    if not records:
+        raise ValueError("no paired differences to plot")
+    figure = Figure(figsize=(6, 0.35 * len(records) + 1.2))
+    axis = figure.subplots()
+    positions = np.arange(len(records))[::-1]
+    for y, record in zip(positions, records):
+        mean = scale * record["mean"]
+        if record.get("low") is not None:
+            axis.plot([scale * record["low"], scale * record["high"]], [y, y], color="tab:blue")
+        real = record.get("low") is not None and (record["low"] > 0 or record["high"] < 0)
+        axis.plot([mean], [y], "o", color="tab:red" if real else "tab:blue")
+    axis.axvline(0.0, color="black", linewidth=0.8)
+    axis.set_yticks(positions)
+    axis.set_yticklabels([r["label"] for r in records], fontsize=7)
+    axis.set_xlabel(f"difference ({unit}); 95 % t interval over matched seeds")
+    axis.grid(alpha=0.3, axis="x")
+    if title:
+        axis.set_title(title)
+    return save(figure, path)

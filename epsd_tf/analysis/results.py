@@ -72,6 +72,14 @@ def pruning_summary(report: Mapping) -> dict:
     return {**{k: v for k, v in report.items() if k != "layers"}, "layers": layers}
 
 
+def pruning_report_path(cell_dir: str) -> str | None:
+    """The cell's `pruning_report.json`, else its `pruning_summary.json`, else None (dense)."""
+    for name in (PRUNING_REPORT_FILE, PRUNING_SUMMARY_FILE):
+        if os.path.isfile(os.path.join(cell_dir, name)):
+            return os.path.join(cell_dir, name)
+    return None
+
+
 def _row(cell: Mapping, metrics: Mapping, path: str, report: Mapping | None = None) -> dict:
     """One collected row from a cell's description and its metrics."""
     if not isinstance(metrics.get("test"), Mapping) or "accuracy" not in metrics["test"]:
@@ -146,11 +154,8 @@ def collect(root: str) -> list[dict]:
         elif not files.is_finished(os.path.join(cells_dir, name)):
             unfinished.append(name)
         else:
-            report = None  # the full report, else the summary a committed cell keeps
-            for report_name in (PRUNING_REPORT_FILE, PRUNING_SUMMARY_FILE):
-                report_path = os.path.join(cells_dir, name, report_name)
-                if report is None and os.path.isfile(report_path):
-                    report = files.read_json(report_path)
+            report_path = pruning_report_path(os.path.join(cells_dir, name))
+            report = files.read_json(report_path) if report_path else None
             rows.append(_row(files.read_json(cell_path), files.read_json(metrics_path),
                              metrics_path, report))
     if unfinished:

@@ -5,6 +5,11 @@
 * `archive` — the committed form of a finished cell (its small result files),
   `pack` (GPU machine -> one tarball), `collect` (-> docs/results/study/, with
   the configuration checks), `restore` (committed cells -> a fresh sweep root).
+* `rows` — the committed cells as rows (network, allocation, landscape re-run,
+  cost) read from each cell's own files.
+* `compare` — EPSD against each baseline, paired over matched seeds
+  (`analysis.stats`: mean difference, 95 % t interval, sign test).
+* `claims` — the paper's claims with the comparisons that test each.
 * `report` — docs/RESULTS.md and its figures from the committed cells.
 
 Like `sweep/`, this package sits above the library (it imports `sweep` and

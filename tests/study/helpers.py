@@ -21,7 +21,9 @@ def config_text(fam: plan.Family, cell: grid.Cell, arch: str = "resnet20", epoch
               "run.method": f"@{cell.method.upper() if cell.method != 'none' else 'NoDist'}()",
               "prune_at_init.sparsity": repr(cell.sparsity if cell.scorer != grid.DENSE else 0.9),
               "prune_at_init.scorer": f"'{cell.scorer if cell.scorer != grid.DENSE else 'epsd'}'",
-              "run.prune": "None" if cell.scorer == grid.DENSE else "@prune_at_init"}
+              "run.prune": "None" if cell.scorer == grid.DENSE else "@prune_at_init",
+              "run.landscape": ("@loss_landscape" if "gin/study_landscape.gin" in fam.gin_files
+                                else "None")}
     for binding in fam.bindings:
         key, value = (part.strip() for part in binding.split("=", 1))
         values[key] = value

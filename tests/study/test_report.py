@@ -1,0 +1,100 @@
+"""Tests for epsd_tf.study.report (+ rows, compare): RESULTS.md from a committed tree."""
+
+import math
+import os
+
+import pytest
+
+from epsd_tf.study import archive, compare, plan, report, rows
+from epsd_tf.sweep import grid
+from tests.study import helpers
+
+pytestmark = pytest.mark.jax
+# Test accuracy by (scorer, seed) at 98 %: EPSD − SNIP = +1, +2, +3 pt on seeds 0-2;
+# seed 3 exists for EPSD only (SNIP's is missing).
+ACCURACY = {("epsd", 0): 0.80, ("epsd", 1): 0.82, ("epsd", 2): 0.84, ("epsd", 3): 0.81,
+            ("snip", 0): 0.79, ("snip", 1): 0.80, ("snip", 2): 0.81}
+
+
+@pytest.fixture
+def committed(tmp_path):
+    runs, tree = str(tmp_path / "runs"), str(tmp_path / "study")
+    for (scorer, seed), accuracy in ACCURACY.items():
+        helpers.write_cell(runs, plan.R20, grid.Cell(scorer, "dlb", 0.98, seed),
+                           accuracy=accuracy, floor=2 if scorer == "epsd" else 0,
+                           jsv_init=1.0 + seed + (0.5 if scorer == "epsd" else 0.0))
+    for seed in (0, 1):
+        helpers.write_cell(runs, plan.R20, grid.Cell("dense", "dlb", 0.0, seed), accuracy=0.9)
+    archive.collect(runs, tree)
+    return tree
+
+
+def test_rows_carry_what_the_committed_files_say(committed):
+    loaded = rows.load(committed)
+    assert len(loaded) == len(ACCURACY) + 2
+    assert {r["arch"] for r in loaded} == {"resnet20"}
+    assert {r["allocation"] for r in loaded} == {"global"}
+    assert not any(r["landscape_run"] for r in loaded)
+    assert {r["floor_layers"] for r in loaded if r["scorer"] == "epsd"} == {2}
+
+
+def test_allocation_labels_come_from_the_config():
+    assert rows.allocation({}) == "global"
+    assert rows.allocation({"prune_at_init.scope": "'layerwise'",
+                            "prune_at_init.layer_density": "'erk'"}) == "erk"
+    assert rows.allocation({"prune_at_init.rounds": "5"}) == "global, 5 rounds"
+    assert rows.allocation({"prune_at_init.rounds": "None"}) == "global"
+
+
+def test_paired_comparison_uses_matched_seeds_only(committed):
+    [record] = compare.comparisons(rows.load(committed))
+    assert (record["baseline"], record["n"], record["seeds"]) == ("snip", 3, [0, 1, 2])
+    assert record["mean"] == pytest.approx(0.02)
+    half = 4.302653 * 0.01 / math.sqrt(3)  # std of (1, 2, 3) pt is 1 pt
+    assert (record["low"], record["high"]) == pytest.approx((0.02 - half, 0.02 + half))
+    assert (record["wins"], record["losses"], record["sign_p"]) == (3, 0, 0.25)
+    assert record["verdict"] == "noise"  # t(0.975, 2) = 4.30: the interval is ±2.48 pt
+
+
+def test_iterative_epsd_is_compared_with_the_one_shot_scorers(tmp_path):
+    runs = str(tmp_path / "runs")
+    for seed in (0, 1):
+        helpers.write_cell(runs, plan.R20, grid.Cell("epsd", "dlb", 0.95, seed), accuracy=0.8)
+        helpers.write_cell(runs, plan.R20_ITERATIVE, grid.Cell("epsd", "dlb", 0.95, seed),
+                           accuracy=0.81 + seed / 100, big_files=False)
+    records = compare.comparisons(rows.load(runs))
+    iterative = [r for r in records if "rounds" in r["allocation"]]
+    assert [(r["baseline"], r["baseline_allocation"]) for r in iterative] == [("epsd", "global")]
+    assert iterative[0]["mean"] == pytest.approx(0.015)
+
+
+def test_results_md_has_the_numbers_and_names_the_missing_cells(committed, tmp_path):
+    out = str(tmp_path / "docs" / "RESULTS.md")
+    written = report.write(committed, out, str(tmp_path / "docs" / "figures"))
+    text = open(out).read()
+    assert written[0] == out and all(os.path.isfile(p) for p in written)
+    assert any(p.endswith("accuracy_resnet20_global_dlb.png") for p in written)
+    assert any("layer_density_resnet20_98" in p for p in written)
+    assert "The study is incomplete: 9 of" in text
+    # Means ± sample std: EPSD (80, 82, 84, 81) and SNIP (79, 80, 81).
+    assert "81.75 ± 1.71 (n=4)" in text and "80.00 ± 1.00 (n=3)" in text
+    assert "EPSD − snip = +2.00 pt, 95 % CI [-0.48, +4.48] over 3 matched seeds" in text
+    assert "| resnet20 | global | dlb | 98 % | snip | 3 | +2.00 |" in text
+    assert "r20/snip-dlb-s0.98-seed{3,4}" in text  # the missing SNIP seeds are listed
+    assert "r20/epsd-dlb-s0.9-seed{0,1,2}" in text
+    assert "the 95 % interval puts EPSD ahead in 0, behind in 0, and includes 0 in 1" in text
+    # The hand-written block survives a re-generation.
+    text = text.replace(report.HAND_DEFAULT, "Run on one H200, JAX 0.11.2.")
+    open(out, "w").write(text)
+    report.write(committed, out, str(tmp_path / "docs" / "figures"))
+    assert "Run on one H200, JAX 0.11.2." in open(out).read()
+
+
+def test_an_empty_tree_reports_everything_missing(tmp_path):
+    os.makedirs(tmp_path / "study")
+    out = str(tmp_path / "RESULTS.md")
+    report.write(str(tmp_path / "study"), out)
+    text = open(out).read()
+    total = len(plan.planned_cells())
+    assert f"0 of {total} planned cells are committed" in text
+    assert "No paired comparison" in text
