@@ -6,7 +6,7 @@
       the committed cells into a fresh sweep root, so the sweeps skip them
   python tools/study.py pack --from=runs/study --to=$OUT/study_cells.tar.gz
       every finished cell's small files into one tarball (on the GPU machine)
-  python tools/study.py collect --from=<tarball or sweep root> [--to=docs/results/study]
+  python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2"
       commit those files (refused: unplanned cells, another configuration)
   python tools/study.py report [--to=docs/RESULTS.md]
       re-create docs/RESULTS.md and its figures from the committed cells (CPU, seconds)
@@ -32,6 +32,8 @@ flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the
 flags.DEFINE_list("sweep_flags", [], "plan: flags appended to every sweep command, "
                   "e.g. --parallel=5.")
 flags.DEFINE_string("runs_root", "runs/study", "plan: the study root on the GPU machine.")
+flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
+                    "--parallel), kept in <results>/sessions.json and shown in RESULTS.md.")
 flags.DEFINE_string("figures", None, "report: the figure directory "
                     "(default <results>/figures).")
 
@@ -65,7 +67,8 @@ def _plan() -> int:
             _say(sweep.command(runs, FLAGS.sweep_flags))
     _say(f"python tools/study.py pack --from={runs} --to=$OUT/study_cells.tar.gz")
     _say("\n# Then here: commit the cells and re-create the write-up")
-    _say(f"python tools/study.py collect --from=<fetched>/study_cells.tar.gz --to={FLAGS.results}")
+    _say(f"python tools/study.py collect --from=<fetched>/study_cells.tar.gz --to={FLAGS.results} "
+         '--note="<GPU, JAX version, --parallel, session>"')
     _say("python tools/study.py report")
     return 0
 
@@ -88,7 +91,8 @@ def _main(argv):
     elif action == "collect":
         if not FLAGS["from"].value:
             raise app.UsageError("collect needs --from=<tarball, study root or sweep root>")
-        outcome = archive.collect(FLAGS["from"].value, FLAGS.to or FLAGS.results, _say)
+        outcome = archive.collect(FLAGS["from"].value, FLAGS.to or FLAGS.results, _say,
+                                  note=FLAGS.note)
         for key in outcome["new"]:
             logging.info("committed %s", key)
     else:

@@ -14,7 +14,8 @@ backups and TensorBoard events besides its results. What the study commits
   pruning_summary.json the pruning report without its score histograms (pruned cells)
   landscape/landscape.json  the 1-D loss landscape (cells with that stage)
 
-`pack` writes these files of every finished cell into one `.tar.gz` (on the
+`collect` also appends to `sessions.json` (when, `--note`: hardware and
+session, which cells). `pack` writes these files of every finished cell into one `.tar.gz` (on the
 GPU machine, whose `$OUT` brings back few files); `collect` copies them from
 a sweep root, a study root or such a tarball into the committed tree, and
 refuses, before copying anything, a cell that is not in the plan, was run
@@ -33,6 +34,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import time
 from typing import Callable, Mapping, Sequence
 
 from absl import logging
@@ -47,6 +49,8 @@ SWEEP_STATE = "sweep_state.json"  # the root's sweep_state.json: both are read)
 COPIED = (results.CELL_FILE, files.METRICS, files.CONFIG, files.OPERATIVE_CONFIG, files.STAGES,
           files.TRAIN_LOG)
 LANDSCAPE_FILE = os.path.join(files.LANDSCAPE, "landscape.json")
+# One entry per collect that committed cells: when, the note given, which cells.
+SESSIONS = "sessions.json"
 # Every committed file is small; a larger one means something else slipped in.
 MAX_FILE_BYTES = 256 * 1024
 # Gin parameters that may differ between cells of one family: the grid axes
@@ -234,7 +238,8 @@ def _committed_family_configs(destination: str) -> dict[str, tuple[str, dict]]:
 
 
 def collect(source: str, destination: str, report: Callable[[str], None] = logging.info,
-            phases: Sequence[plan_lib.Phase] = plan_lib.PHASES) -> dict[str, list[str]]:
+            phases: Sequence[plan_lib.Phase] = plan_lib.PHASES,
+            note: str | None = None) -> dict[str, list[str]]:
     """Commits the finished cells of `source` (a study root, sweep root or `.tar.gz`).
 
     Every cell is checked first (planned, run with the plan's configuration,
@@ -247,6 +252,8 @@ def collect(source: str, destination: str, report: Callable[[str], None] = loggi
         destination: the committed tree (`docs/results/study`).
         report: receives one summary line.
         phases: the plan the cells must belong to (default: the study's).
+        note: what ran them (hardware, software, session), recorded with the
+            new cells' keys and the time in `<destination>/sessions.json`.
 
     Returns:
         `{"new": [keys], "same": [keys]}`.
@@ -259,7 +266,7 @@ def collect(source: str, destination: str, report: Callable[[str], None] = loggi
         with tempfile.TemporaryDirectory() as unpacked:
             with tarfile.open(source) as tar:
                 tar.extractall(unpacked, filter="data")
-            return collect(unpacked, destination, report, phases)
+            return collect(unpacked, destination, report, phases, note)
     cells = finished_cells(source)
     contents = {key: small_files(path) for key, path in cells.items()}
     family_configs = _committed_family_configs(destination)
@@ -274,6 +281,12 @@ def collect(source: str, destination: str, report: Callable[[str], None] = loggi
             path = os.path.join(target, relative)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             files.write_bytes(path, data)
+    if outcome["new"]:
+        log_path = os.path.join(destination, SESSIONS)
+        sessions = files.read_json(log_path) if os.path.isfile(log_path) else []
+        sessions.append({"collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                         "note": note or "", "cells": sorted(outcome["new"])})
+        files.write_json(log_path, sessions)
     report(f"collected {len(outcome['new'])} new cells into {destination}; "
            f"{len(outcome['same'])} were committed already")
     return outcome

@@ -21,7 +21,7 @@ from absl import logging
 from epsd_tf import files
 from epsd_tf.analysis import plots, results
 from epsd_tf.analysis.landscape_stage import read_landscape
-from epsd_tf.study import claims, compare, plan
+from epsd_tf.study import archive, claims, compare, plan
 from epsd_tf.study import rows as rows_lib
 
 HAND_BEGIN = "<!-- hand-written: begin (kept by tools/study.py report) -->"
@@ -133,6 +133,13 @@ def _what_was_run(rows, results_dir: str) -> str:
                  "cells shared the GPU, so device time is less), training "
                  f"{sum(training) / 3600:.2f} cell-hours. Epochs per cell: "
                  f"{sorted({r['epochs'] for r in rows})}.\n")
+    sessions_path = os.path.join(results_dir, archive.SESSIONS)
+    if os.path.isfile(sessions_path):
+        text += ("\nSessions (`docs/results/study/sessions.json`, one entry per "
+                 "`tools/study.py collect`):\n\n| collected | note | cells |\n|---|---|---:|\n")
+        for session in files.read_json(sessions_path):
+            text += f"| {session['collected']} | {session['note'] or '–'} | " \
+                    f"{len(session['cells'])} |\n"
     text += "\nThe sweeps, phase by phase (`python tools/study.py plan --all` prints them):\n\n```sh\n"
     for phase in plan.PHASES:
         text += f"# {phase.name}\n" + "".join(s.command() + "\n" for s in phase.sweeps)

@@ -40,8 +40,10 @@ def test_collect_copies_only_the_small_files(tmp_path):
     assert not any("score_histogram" in layer for layer in summary["layers"])
     assert "pruning_summary.json" not in os.listdir(os.path.join(committed, "r20", "cells",
                                                                  DENSE_0.name))
-    # Collecting again changes nothing.
+    # Collecting again changes nothing, and records no session.
     assert archive.collect(runs, committed)["same"] == outcome["new"]
+    [session] = json.load(open(os.path.join(committed, "sessions.json")))
+    assert session["cells"] == outcome["new"]
 
 
 def test_pack_then_collect_gives_the_same_tree(tmp_path):

@@ -25,7 +25,7 @@ def committed(tmp_path):
                            jsv_init=1.0 + seed + (0.5 if scorer == "epsd" else 0.0))
     for seed in (0, 1):
         helpers.write_cell(runs, plan.R20, grid.Cell("dense", "dlb", 0.0, seed), accuracy=0.9)
-    archive.collect(runs, tree)
+    archive.collect(runs, tree, note="one H200, JAX 0.11.2")
     return tree
 
 
@@ -76,6 +76,7 @@ def test_results_md_has_the_numbers_and_names_the_missing_cells(committed, tmp_p
     assert any(p.endswith("accuracy_resnet20_global_dlb.png") for p in written)
     assert any("layer_density_resnet20_98" in p for p in written)
     assert "The study is incomplete: 9 of" in text
+    assert "| one H200, JAX 0.11.2 | 9 |" in text  # the session that committed them
     # Means ± sample std: EPSD (80, 82, 84, 81) and SNIP (79, 80, 81).
     assert "81.75 ± 1.71 (n=4)" in text and "80.00 ± 1.00 (n=3)" in text
     assert "EPSD − snip = +2.00 pt, 95 % CI [-0.48, +4.48] over 3 matched seeds" in text
