@@ -31,6 +31,8 @@ flags.DEFINE_string("to", None, "restore: the sweep root (runs/study); pack: the
 flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the next.")
 flags.DEFINE_list("sweep_flags", [], "plan: flags appended to every sweep command, "
                   "e.g. --parallel=5.")
+flags.DEFINE_float("cells_per_hour", None, "plan: measured throughput (e.g. 8 cells at once "
+                   "on one H200, ~500 s each: ~58); adds device minutes per phase.")
 flags.DEFINE_string("runs_root", "runs/study", "plan: the study root on the GPU machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
                     "--parallel), kept in <results>/sessions.json and shown in RESULTS.md.")
@@ -50,7 +52,12 @@ def _plan() -> int:
     _say(f"# Study plan (epsd_tf/study/plan.py): {len(statuses)} phases, {planned} cells, "
          f"{done} committed in {FLAGS.results}")
     for phase, status in zip(plan.PHASES, statuses):
-        _say(f"#   {phase.name}: {status['done']}/{status['planned']} committed. {phase.why}")
+        cost = ""
+        if FLAGS.cells_per_hour:
+            minutes = 60.0 * len(status["missing"]) / FLAGS.cells_per_hour
+            cost = f" (~{minutes:.0f} device-min to go)"
+        _say(f"#   {phase.name}: {status['done']}/{status['planned']} committed{cost}. "
+             f"{phase.why}")
     phases = [p for p, s in zip(plan.PHASES, statuses) if FLAGS.all or s["missing"]]
     if not FLAGS.all:
         phases = phases[:1]
