@@ -66,13 +66,17 @@ def measure(parallel: int, root: str, base_gin, bindings, cells_per_slot: int,
 
 
 def run(smoke: bool = False, parallel=None, cells_per_slot: int = 2, rounds: int = 1,
-        gpus: int | None = None, workdir: str | None = None) -> dict:
+        gpus: int | None = None, workdir: str | None = None, gin_bindings=()) -> dict:
     """Measures every N; returns the JSON-ready results (per N: the median over rounds).
+
+    `gin_bindings` are appended to the cell's (e.g. `run.mean_jsv_examples = 0`
+    for a cheaper cell).
 
     Raises:
         ValueError: an N < 1, `cells_per_slot` or `rounds` < 1 (before any work).
     """
     setting = SMOKE if smoke else FULL
+    setting = dict(setting, bindings=list(setting["bindings"]) + list(gin_bindings))
     parallel = tuple(parallel or setting["parallel"])
     if not parallel or min(parallel) < 1 or cells_per_slot < 1 or rounds < 1:
         raise ValueError(f"parallel={parallel}, cells_per_slot={cells_per_slot}, "
@@ -132,6 +136,7 @@ flags.DEFINE_integer("gpus", None, "As tools/sweep.py --gpus (default: detected)
 flags.DEFINE_string("workdir", None, "Keep the sweep roots here (default: a temporary "
                     "directory, removed).")
 flags.DEFINE_string("output", "runs/sweep_throughput.json", "The JSON written.")
+flags.DEFINE_multi_string("gin_bindings", [], "Bindings appended to every cell's.")
 
 
 def main(argv):
@@ -139,7 +144,7 @@ def main(argv):
     parallel = [int(n) for n in FLAGS.parallel] if FLAGS.parallel else None
     results = {"machine": _machine(),
                **run(FLAGS.smoke, parallel, FLAGS.cells_per_slot, FLAGS.rounds, FLAGS.gpus,
-                     FLAGS.workdir)}
+                     FLAGS.workdir, FLAGS.gin_bindings)}
     files.write_json(FLAGS.output, results, sort_keys=False)
     for result in results["results"]:
         sys.stdout.write(f"--parallel={result['parallel']}: {result['cells_per_hour']:.1f} "
