@@ -108,6 +108,18 @@ class SelfDistillationMethod:
         raise NotImplementedError
 
 
+def _two_forwards(forward: Callable, first, second):
+    """`(forward(first), forward(second))`: two forwards, in this order.
+
+    A caller may offer `forward.pair(first, second)` computing the same in one
+    batched call (the JAX training step: `distill/train_step_jax.py`).
+    """
+    pair = getattr(forward, "pair", None)
+    if pair is not None:
+        return pair(first, second)
+    return forward(first), forward(second)
+
+
 @keras.saving.register_keras_serializable(package="epsd_tf")
 class NoDistillation(SelfDistillationMethod):
     """Plain cross-entropy training (the "none" method)."""
@@ -184,10 +196,9 @@ class DLB(_KLDistillation):
 
     def objective(self, forward, features, labels, carry):
         view0, view1 = features["image"], features["image_view1"]
-        logits = forward(view0)
         previous_view1 = ops.where(carry["has_previous"] > 0,
                                    ops.cast(carry["images"], view1.dtype), view1)
-        previous_logits = forward(previous_view1)
+        logits, previous_logits = _two_forwards(forward, view0, previous_view1)
         current_ce = losses.cross_entropy(labels, logits)
         has_previous = ops.cast(carry["has_previous"], current_ce.dtype)
         half = 0.5 * has_previous  # weight of each half's CE: 1 at step 0, ½ after

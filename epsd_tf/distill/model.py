@@ -244,10 +244,7 @@ class SelfDistillationModel(keras.Model):
         `new_carry` goes to `method_step.write_carry` after the update.
         """
         carry = self.method_step.read_carry(features)
-
-        def forward(images):
-            return self.student(images, training=True)
-
+        forward = backend_step.training_forward(self.student)  # JAX: with a paired call
         ce, sd, logits, new_carry = self.method.objective(forward, features, labels, carry)
         ce_loss, sd_loss = ops.mean(ce), ops.mean(sd)
         loss = ce_loss + sd_loss

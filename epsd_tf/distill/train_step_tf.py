@@ -9,6 +9,15 @@ from __future__ import annotations
 import tensorflow as tf
 
 
+def training_forward(student):
+    """The student in training mode (DLB's two forwards stay two calls on TF)."""
+
+    def forward(images):
+        return student(images, training=True)
+
+    return forward
+
+
 def train_step(model, data) -> dict:
     """Gradient of `model.sd_loss` by `tf.GradientTape`, then the optimizer update."""
     features, labels = model.unpack_batch(data)
