@@ -1,7 +1,7 @@
 """The autodiff seam of the scorers: gradients, compilation and precision.
 
 Scorers write their math in `keras.ops` on lists of parameter tensors and use
-only `value_and_grad`, `function`, `jacobian` and `precision` from here
+only `value_and_grad`, `function`, `jacobian`, `pair` and `precision` from here
 (Mean-JSV and the loss landscapes use it too). This file picks
 the backend's version once, at import (Keras fixes the backend per process):
 
@@ -21,13 +21,13 @@ import keras
 BACKENDS = ("jax", "tensorflow")
 
 if keras.backend.backend() == "jax":
-    from epsd_tf.pruning.autodiff_jax import function, jacobian, precision, value_and_grad
+    from epsd_tf.pruning.autodiff_jax import function, jacobian, pair, precision, value_and_grad
 elif keras.backend.backend() == "tensorflow":
-    from epsd_tf.pruning.autodiff_tf import function, jacobian, precision, value_and_grad
+    from epsd_tf.pruning.autodiff_tf import function, jacobian, pair, precision, value_and_grad
 else:
     def _unsupported(*args, **kwargs):
         raise ValueError(f"epsd_tf scoring runs on the Keras backends {list(BACKENDS)}; "
                          f"KERAS_BACKEND is {keras.backend.backend()!r}")
-    function = jacobian = precision = value_and_grad = _unsupported
+    function = jacobian = pair = precision = value_and_grad = _unsupported
 
-__all__ = ["BACKENDS", "function", "jacobian", "precision", "value_and_grad"]
+__all__ = ["BACKENDS", "function", "jacobian", "pair", "precision", "value_and_grad"]

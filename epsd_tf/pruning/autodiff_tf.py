@@ -8,6 +8,11 @@ from typing import Callable
 import tensorflow as tf
 
 
+def pair(fn: Callable) -> Callable:
+    """`pair(a, b) -> (fn(a), fn(b))`: two calls (the JAX seam batches them)."""
+    return lambda a, b: (fn(a), fn(b))
+
+
 def value_and_grad(fn: Callable, has_aux: bool = False) -> Callable:
     """Returns `g(params, *args) -> (value, grads)` for `fn(params, *args)`.
 

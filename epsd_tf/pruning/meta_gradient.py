@@ -59,6 +59,9 @@ def make_objective(state: ModelState, method: methods.SelfDistillationMethod):
 
         def forward(images):
             return state.logits(trainable, images, training=True)
+        # DLB's two forwards as one batched call on JAX (exact: nothing is carried
+        # out of `state.logits`); two calls on TF.
+        forward.pair = autodiff.pair(forward)
 
         ce, sd, _, new_carry = method.objective(
             forward, batch_kinds.features(method, x), y, carry)
