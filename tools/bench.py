@@ -18,7 +18,8 @@ Suites (each a `run(quick) -> dict` in tools/benchmarks/):
   gpu       Keras-JAX on a GPU (not in the default list; `--smoke`: tiny sizes on
             CPU): SD step / stock fit, EPSD scoring / train step, TF-free input
             path / data on the device, epsd_tf DLB / PyTorch eager DLB, peak
-            memory of ResNet-18 scoring (tools/benchmarks/gpu.py)
+            memory of ResNet-18 scoring (tools/benchmarks/gpu.py); `--only=sd_vs_fit,
+            scoring` and `--methods=dlb` run a subset (device time)
 
 Timings on a shared or busy machine are noisy; the ratios are measured
 back to back in one process so that load affects both sides alike.
@@ -47,6 +48,12 @@ DEFAULT_SUITES = ("pipeline", "pruning", "distill", "export", "input")  # gpu: b
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_enum("suite", list(DEFAULT_SUITES), SUITES, "Suites to run.")
 flags.DEFINE_bool("smoke", False, "gpu suite only: tiny sizes, to check it runs on CPU.")
+flags.DEFINE_list("only", None, "gpu suite only: the parts to run (memory, sd_vs_fit, "
+                  "scoring, input_path, torch_dlb; default all), to save device time.")
+flags.DEFINE_integer("input_workers", None, "gpu suite only: worker threads of the "
+                     "input_path part (default: the library's, CPU count up to 8).")
+flags.DEFINE_list("methods", None, "gpu suite only: the SD methods of sd_vs_fit "
+                  "(none, dlb, cskd, pskd; default all).")
 flags.DEFINE_bool("quick", False, "Fewer steps: a fast, noisier look.")
 flags.DEFINE_string("output", "runs/bench.json", "Where to write the JSON results.")
 
@@ -69,7 +76,15 @@ def main(argv):
         logging.info("running benchmark suite %r", suite)
         start = time.perf_counter()
         module = importlib.import_module(f"benchmarks.{suite}")
-        extra = {"smoke": FLAGS.smoke} if suite == "gpu" else {}
+        extra = {}
+        if suite == "gpu":
+            extra = {"smoke": FLAGS.smoke}
+            if FLAGS.only:
+                extra["parts"] = tuple(FLAGS.only)
+            if FLAGS.methods:
+                extra["methods"] = tuple(FLAGS.methods)
+            if FLAGS.input_workers:
+                extra["input_workers"] = FLAGS.input_workers
         results[suite] = module.run(quick=FLAGS.quick, **extra)
         results[suite]["suite_seconds"] = time.perf_counter() - start
         sys.stdout.write(f"{suite}: {json.dumps(results[suite], indent=2)}\n")

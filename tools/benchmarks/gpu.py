@@ -201,7 +201,7 @@ def input_path(cfg: dict) -> dict:
         splits = data.load("synthetic", source="synthetic", batch_size=cfg["batch"],
                            validation_fraction=0.0, num_examples=cfg["input_examples"],
                            num_test=cfg["batch"], image_shape=cfg["image_shape"],
-                           num_classes=cfg["num_classes"])
+                           num_classes=cfg["num_classes"], workers=cfg.get("input_workers"))
     except (ImportError, TypeError, ValueError) as error:  # no TF-free input path
         return {"skipped": f"epsd_tf.data.load(synthetic) failed: {error}"}
     fed = data.for_method(splits, "two_views")
@@ -215,7 +215,8 @@ def input_path(cfg: dict) -> dict:
             "fed_images_per_second": cfg["batch"] * steps / statistics.median(fed_times),
             "device_images_per_second": (cfg["batch"] * steps
                                          / statistics.median(device_times)),
-            "input": type(fed).__name__, "target": TARGETS["input_path"]}
+            "input": type(fed).__name__, "workers": getattr(fed, "workers", None),
+            "target": TARGETS["input_path"]}
 
 
 def torch_dlb(cfg: dict) -> dict:
@@ -273,7 +274,8 @@ def memory(cfg: dict) -> dict:
 PARTS = ("memory", "sd_vs_fit", "scoring", "input_path", "torch_dlb")
 
 
-def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS) -> dict:
+def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS,
+        input_workers: int | None = None) -> dict:
     """The GPU figures (`smoke`: tiny sizes for CPU; `quick`: fewer steps).
 
     Args:
@@ -281,12 +283,14 @@ def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS) 
         smoke: tiny model and batches (checks that every part runs, on CPU).
         parts: which of `PARTS` to run (memory first: its peak is process-wide).
         methods: the SD methods of `sd_vs_fit`.
+        input_workers: worker threads of the input path (None: the library's
+            default, CPU count up to 8).
     """
     unknown = sorted(set(parts) - set(PARTS)) + sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown parts/methods {unknown}; parts: {PARTS}, methods: "
                          f"{METHODS}")
-    cfg = dict(SMOKE if smoke else FULL, methods=tuple(methods))
+    cfg = dict(SMOKE if smoke else FULL, methods=tuple(methods), input_workers=input_workers)
     if quick and not smoke:
         cfg.update(steps=30, rounds=3)
     keras.utils.set_random_seed(0)
