@@ -11,6 +11,11 @@ A gin file is a path, or the name of a config shipped with the package
 configs include each other as `include 'gin/base.gin'`, which resolves from
 any directory. Re-running with the same workdir resumes the run; a finished run
 is reported, not repeated (use --overwrite to start again).
+
+Scale out (README "Scale out"): `--distribution=data_parallel` (every local
+GPU), `--distribution=multi_worker` (one command per host, with TF_CONFIG or
+KERAS_DISTRIBUTION_* set), `--tpu=<name|grpc://host:port|local>` (TensorFlow
+TPUStrategy). Each flag is the gin binding `run.distribution` / `run.tpu`.
 """
 
 import os
@@ -26,6 +31,11 @@ flags.DEFINE_multi_string("gin_file", [], "Gin config file(s) or shipped config 
 flags.DEFINE_multi_string("gin_bindings", [], "Gin bindings, e.g. 'run.epochs = 3'.")
 flags.DEFINE_string("workdir", None, "Directory for every output of the run.")
 flags.DEFINE_bool("overwrite", False, "Delete the workdir's contents and start again.")
+flags.DEFINE_enum("distribution", None, ["data_parallel", "multi_worker", "tpu"],
+                  "How to spread training (gin: run.distribution); default: the config's "
+                  "(one device).")
+flags.DEFINE_string("tpu", None, "TPU address for TensorFlow's TPUClusterResolver (a name, "
+                    "grpc://host:port, or 'local'); implies --distribution=tpu (gin: run.tpu).")
 flags.DEFINE_bool("list_configs", False, "List the gin configs shipped with the package; "
                   "run nothing.")
 
@@ -40,7 +50,7 @@ def _main(argv):
         return
     if not FLAGS.workdir:
         raise app.UsageError("--workdir is required (the directory for the run's outputs)")
-    config_text = config_lib.parse(FLAGS.gin_file, FLAGS.gin_bindings)
+    config_text = config_lib.parse(FLAGS.gin_file, FLAGS.gin_bindings + _distribution_bindings())
     metrics = config_lib.run_from_config(FLAGS.workdir, config_text, overwrite=FLAGS.overwrite)
     logging.info("finished; metrics in %s", os.path.join(FLAGS.workdir, "metrics.json"))
     test = metrics.get("test", {})
@@ -50,6 +60,19 @@ def _main(argv):
         f"test loss {test.get('loss', float('nan')):.4f}, "
         f"sparsity {metrics.get('parameters', {}).get('sparsity_trainable', 0.0):.4f}, "
         f"{metrics.get('seconds', {}).get('total', 0.0):.0f} s -> {FLAGS.workdir}\n")
+
+
+def _distribution_bindings() -> list[str]:
+    """Gin bindings for --distribution and --tpu (they override the gin files)."""
+    name = FLAGS.distribution
+    if FLAGS.tpu is not None:
+        if name not in (None, "tpu"):
+            raise app.UsageError(f"--tpu needs --distribution=tpu (or none), got {name!r}")
+        name = "tpu"
+    bindings = [f"run.distribution = {name!r}"] if name else []
+    if FLAGS.tpu is not None:
+        bindings.append(f"run.tpu = {FLAGS.tpu!r}")
+    return bindings
 
 
 def main():

@@ -28,6 +28,7 @@ if keras.backend.backend() == "jax":
     from epsd_tf.distill.distribution_jax import (
         all_gather,
         gather_rows,
+        input_processes,
         num_replicas,
         scale_loss_for_distribution,
         scatter_rows,
@@ -36,10 +37,12 @@ else:
     from epsd_tf.distill.distribution_tf import (
         all_gather,
         gather_rows,
+        input_processes,
         num_replicas,
         scale_loss_for_distribution,
         scatter_rows,
     )
 
-__all__ = ["GLOBAL", "REPLICA_LOCAL", "all_gather", "gather_rows", "num_replicas",
+__all__ = ["GLOBAL", "REPLICA_LOCAL", "all_gather", "gather_rows", "input_processes",
+           "num_replicas",
            "scale_loss_for_distribution", "scatter_rows"]

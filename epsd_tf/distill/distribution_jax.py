@@ -1,16 +1,24 @@
 """JAX half of the distribution seam (see `distribution.py`).
 
-One process and no `tf.distribute`-style strategy: the jitted train step sees
-the global batch, so every helper is the single-replica case. Multi-device JAX
-(`keras.distribution.DataParallel`, issue 15) shards that global batch inside
-one program: the loss is already the global mean and these helpers stay valid;
-only the replica-local DLB carry would need a sharded layout.
+No `tf.distribute`-style replicas: the jitted train step is one program over
+the global batch, so every helper is the single-replica case. Under
+`keras.distribution.DataParallel` (`run.distribution`, issue 15) the batch is
+sharded over the devices (and processes) inside that one program: the loss is
+already the global mean, DLB's carry is the previous GLOBAL batch (a
+replicated variable, so the step equals the single-device one), and PS-KD's
+table is written with the global batch's ids and rows.
 """
 
 from __future__ import annotations
 
+import jax
 import keras
 from keras import ops
+
+
+def input_processes() -> int:
+    """Processes that each feed a slice of every global batch (`jax.process_count()`)."""
+    return jax.process_count()
 
 
 def num_replicas() -> int:

@@ -28,6 +28,11 @@ def num_replicas() -> int:
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def input_processes() -> int:
+    """1: every worker's input pipeline yields global batches; tf.distribute shards them."""
+    return 1
+
+
 def scale_loss_for_distribution(loss):
     """Divides a per-replica mean loss by the replica count.
 

@@ -206,7 +206,8 @@ class SelfDistillationModel(keras.Model):
             raise ValueError(f"Training batches must be (features, labels) pairs; got "
                              f"{type(first).__name__}")
         features = batch_kinds.features(self.method, first[0])
-        batch = int(features["image"].shape[0])
+        # In a multi-process JAX program each process feeds its share of the batch.
+        batch = int(features["image"].shape[0]) * distribution.input_processes()
         self._check_batch_size(batch)
         batches = dataset.num_batches
         return batch, (batch * batches if batches is not None else None)

@@ -60,14 +60,18 @@ class Backup(keras.callbacks.Callback):
         directory: the backup directory (created on first save).
         every_steps: also back up every N training steps; None: epoch ends only.
         start: the position this `fit` call starts from (`position(directory)`).
+        restore_from: the backup directory to resume from (default:
+            `directory`); a multi-worker run's other workers write their own
+            backups into scratch but resume from the chief's.
     """
 
     POSITION = "position.json"
 
     def __init__(self, directory: str, every_steps: int | None = None,
-                 start: tuple[int, int] = (0, 0)):
+                 start: tuple[int, int] = (0, 0), restore_from: str | None = None):
         super().__init__()
         self.directory = directory
+        self.restore_from = restore_from or directory
         self.every_steps = every_steps
         self.start = tuple(start)
         self._epoch, self._done, self._since_save = start[0], start[1], 0
@@ -84,12 +88,12 @@ class Backup(keras.callbacks.Callback):
         return (int(state["epoch"]), int(state["batches_done"])) if state else (0, 0)
 
     def on_train_begin(self, logs=None):
-        state = self._state(self.directory)
+        state = self._state(self.restore_from)
         if state is None:
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:
             self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(os.path.join(self.directory, state["weights"]))
+        self.model.load_weights(os.path.join(self.restore_from, state["weights"]))
         logging.info("resumed from %s: epoch %d, %d of its batches done",
                      state["weights"], state["epoch"], state["batches_done"])
 
@@ -130,7 +134,8 @@ def progress_verbosity(verbose: int | str) -> int:
 
 def standard_callbacks(workdir: str, images_per_step: int,
                        backup_every_steps: int | None = None,
-                       start: tuple[int, int] = (0, 0)) -> list:
+                       start: tuple[int, int] = (0, 0),
+                       restore_from: str | None = None) -> list:
     """The callbacks of a run: resume, CSV log, TensorBoard and timing.
 
     Keras' TensorBoard callback writes with `tf.summary`: without TensorFlow
@@ -143,13 +148,15 @@ def standard_callbacks(workdir: str, images_per_step: int,
         backup_every_steps: also back up every N steps (mid-epoch resume);
             None backs up at the end of each epoch only.
         start: `(epoch, batches done)` this fit call resumes from.
+        restore_from: the backup directory to resume from (default: the
+            workdir's; see `Backup`).
     """
     callbacks = [
         # EpochTimer first so its values reach the CSV and TensorBoard logs.
         EpochTimer(images_per_step),
         # Kept when fit ends: `run` deletes it once the trained model is saved,
         # so a kill in between resumes after the last epoch instead of at 0.
-        Backup(os.path.join(workdir, files.BACKUP), backup_every_steps, start),
+        Backup(os.path.join(workdir, files.BACKUP), backup_every_steps, start, restore_from),
         keras.callbacks.CSVLogger(os.path.join(workdir, files.TRAIN_LOG), append=True),
     ]
     if backends.has_tensorflow():

@@ -14,8 +14,10 @@ what runs: `run.load_data = @load`, `run.build_model = @build`,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import tempfile
 import time
 from typing import Any, Callable
 
@@ -34,6 +36,7 @@ from epsd_tf.distill import methods as methods_lib
 from epsd_tf.pruning import scorers as scorers_lib
 from epsd_tf.pruning import summaries as pruning_summaries
 from epsd_tf.train import callbacks as callbacks_lib
+from epsd_tf.train import distribution as distribution_lib
 from epsd_tf.train import workdir as workdir_lib
 
 PARITY_EXAMPLES = 512
@@ -67,6 +70,8 @@ def run(workdir: str, *,
         landscape: Callable | None = None,
         mean_jsv_examples: int = 0,
         seed: int = 0,
+        distribution: str | None = None,
+        tpu: str | None = None,
         verbose: int | str = "auto",
         config_text: str = "",
         overwrite: bool = False) -> dict:
@@ -105,6 +110,16 @@ def run(workdir: str, *,
             training mode, as the first training step sees it) and after
             training (inference mode, as deployed).
         seed: global seed (weights, data order, augmentation, scoring).
+        distribution: None (one device), "data_parallel", "multi_worker" or
+            "tpu" (`distribution.py`: the one place it is decided). The batch
+            size of the config is the global batch. Pruning scores once per
+            process, outside the distribution; the pruned network is then
+            rebuilt inside it. Under "multi_worker" only the chief writes
+            `workdir`; the other workers write into a temporary directory
+            (deleted at the end) and resume from the chief's backup, so the
+            workdir must be on a filesystem every host sees.
+        tpu: the TPU of `distribution="tpu"` on TensorFlow (a name,
+            `grpc://host:port` or "local"; None: `$TPU_NAME`, else "local").
         verbose: Keras progress output (1 = progress bar, 2 = one line/epoch,
             0 = none); "auto" is 1 on a terminal and 2 when stdout is a file
             or pipe, so logs get one line per epoch, not every bar update.
@@ -128,8 +143,13 @@ def run(workdir: str, *,
     verbose = callbacks_lib.progress_verbosity(verbose)
     for stage in (export, pqat, landscape):  # TensorFlow-only stages on another backend
         getattr(stage, "backend_check", lambda: None)()
+    # Before any other work: strategies and jax.distributed must exist first.
+    plan = distribution_lib.plan(distribution, tpu=tpu)
+    if plan.name is not None:
+        logging.info("distribution %s", plan.describe)
     # One run per workdir: a second run on it is refused here, before any work.
-    with workdir_lib.lock(workdir):
+    # Workers other than the chief write into a scratch directory instead.
+    with _output_directory(plan, workdir) as out:
         keras.utils.set_random_seed(seed)
         start = time.perf_counter()
 
@@ -145,19 +165,30 @@ def run(workdir: str, *,
         if steps < 1:
             raise ValueError(f"the training set yields no full batch of {info} "
                              "(lower the batch size)")
-        optimizer = make_optimizer(steps_per_epoch=steps, epochs=epochs)
+        make_optimizer(steps_per_epoch=steps, epochs=epochs)  # checked now, built in scope
+        plan.check_batches(_batch_size(train_batches), getattr(splits, "eval_batch_size", None),
+                           (info.num_validation, info.num_test))
 
-        if workdir_lib.prepare(workdir, config_text, overwrite=overwrite):
+        # Where this process resumes from: the chief's workdir (a fresh start with
+        # --overwrite: nothing of it, the chief is deleting it).
+        resume_dir = out if overwrite else workdir
+        if not plan.is_chief:
+            if files.is_finished(resume_dir) or "trained" in workdir_lib.Stages(resume_dir):
+                logging.info("worker %d: the chief's workdir %s is past training; nothing "
+                             "to do", plan.worker, workdir)
+                return {}
+        elif workdir_lib.prepare(workdir, config_text, overwrite=overwrite):
             metrics = files.read_json(os.path.join(workdir, files.METRICS))
             logging.info("workdir %s already holds a finished run; returning its metrics "
                          "(pass --overwrite to run again)", workdir)
             return metrics
 
-        stages = workdir_lib.Stages(workdir)
+        stages = workdir_lib.Stages(out)
         # What each post-training stage needs is checked before training starts.
         post_training = _post_training_stages(workdir, stages, splits, landscape=landscape,
-                                              export=export, pqat=pqat, config_text=config_text)
-        model_path = os.path.join(workdir, files.MODEL)
+                                              export=export, pqat=pqat,
+                                              config_text=config_text) if plan.is_chief else {}
+        model_path = os.path.join(out, files.MODEL)
         if "trained" in stages:
             logging.info("resuming after training: loading the trained network from %s",
                          model_path)
@@ -167,40 +198,53 @@ def run(workdir: str, *,
             if prune is not None:
                 # A view of its own: the scoring batches depend on the seed only.
                 model, pruning_report, pruning_seconds = _pruned_model(
-                    workdir, model, prune, pruning.scoring_view(splits, method, seed),
-                    method, seed)
+                    out, model, prune, pruning.scoring_view(splits, method, seed),
+                    method, seed, reuse_from=resume_dir)
 
             jsv_images = _test_images(splits, mean_jsv_examples)
-            if mean_jsv_examples:
+            if mean_jsv_examples and plan.is_chief:
                 # Recorded before training, so a resumed run never measures it again.
                 stages.run("mean_jsv_init", lambda: _mean_jsv(model, jsv_images, training=True))
 
-            trainer = distill.SelfDistillationModel(
-                model, method, batch_size=_batch_size(train_batches),
-                num_examples=info.num_train, epochs=epochs)
-            trainer.compile(optimizer=optimizer, jit_compile=_jit_compile(jit_compile))
-            fit_start = time.perf_counter()
-            _fit(trainer, workdir, splits, method, seed, epochs=epochs,
-                 steps_per_epoch=steps_per_epoch, backup_every_steps=backup_every_steps,
-                 verbose=verbose)
-            training_seconds = time.perf_counter() - fit_start
-
-            test_metrics = trainer.evaluate(splits.test, return_dict=True, verbose=0)
+            with plan.scope():
+                # The network, optimizer and trainer live in the distribution.
+                student = _in_scope(model, plan)
+                trainer = distill.SelfDistillationModel(
+                    student, method, batch_size=_batch_size(train_batches),
+                    num_examples=info.num_train, epochs=epochs)
+                trainer.compile(optimizer=make_optimizer(steps_per_epoch=steps, epochs=epochs),
+                                jit_compile=_jit_compile(jit_compile))
+                fit_start = time.perf_counter()
+                _fit(trainer, out, splits, method, seed, epochs=epochs,
+                     steps_per_epoch=steps_per_epoch, backup_every_steps=backup_every_steps,
+                     verbose=verbose, plan=plan,
+                     restore_from=os.path.join(resume_dir, files.BACKUP))
+                training_seconds = time.perf_counter() - fit_start
+                test_metrics = trainer.evaluate(plan.local_batches(splits.test),
+                                                return_dict=True, verbose=0)
+            test_metrics = {k: float(v) for k, v in test_metrics.items()}
+            if not plan.is_chief:
+                logging.info("worker %d finished training; test metrics %s (the chief "
+                             "writes %s)", plan.worker, test_metrics, workdir)
+                return {"test": test_metrics, "worker": plan.worker}
+            if student is not model:  # later stages run outside the distribution
+                model.set_weights(student.get_weights())
+            # The trained model first, then its record: the record marks training done,
+            # and only then may the backup (the way back into training) go.
+            files.save_model(model, model_path)
             mean_jsv = {}
             if mean_jsv_examples:
                 mean_jsv = {"init": stages.get("mean_jsv_init"),
                             "trained": _mean_jsv(model, jsv_images, training=False)}
-            # The trained model first, then its record: the record marks training done,
-            # and only then may the backup (the way back into training) go.
-            files.save_model(model, model_path)
             stages.record("trained", {
-                "test": {k: float(v) for k, v in test_metrics.items()},
+                "test": test_metrics,
                 "parameters": _parameter_counts(model),
                 "method": method.name,
                 "epochs": epochs,
                 "pruning": _pruning_summary(pruning_report),
                 "mean_jsv": mean_jsv or None,
                 "cost": _cost(pruning_report, method, epochs, steps),
+                **_distribution_summary(plan),
                 "seconds": {
                     "pruning": pruning_seconds,
                     "training": training_seconds,
@@ -220,8 +264,65 @@ def run(workdir: str, *,
         return metrics
 
 
+@contextlib.contextmanager
+def _output_directory(plan: distribution_lib.Plan, workdir: str):
+    """The directory this process writes: the locked workdir (the chief), or scratch.
+
+    A worker other than the chief writes what the chief writes (Keras callbacks
+    and saves run on every worker) into a temporary directory that is deleted
+    at the end, as TensorFlow's multi-worker `BackupAndRestore` does with its
+    `workertemp_<i>` directories: nothing a reader could mistake for results.
+    """
+    if plan.is_chief:
+        with workdir_lib.lock(workdir):
+            yield workdir
+        return
+    scratch = tempfile.mkdtemp(prefix=f"epsd-worker{plan.worker}-")
+    logging.info("worker %d of %d: the chief writes %s; this worker writes into %s "
+                 "(deleted at the end)", plan.worker, plan.workers, workdir, scratch)
+    try:
+        yield scratch
+    finally:
+        files.remove(scratch)
+
+
+def _in_scope(model: keras.Model, plan: distribution_lib.Plan) -> keras.Model:
+    """A copy of `model` (same weights and masks) built in the current distribution scope.
+
+    The network (pruned or not) is built and scored outside the distribution
+    (the same mask whatever the distribution); its copy's variables are
+    mirrored (tf.distribute) or laid out on the device mesh
+    (keras.distribution). With `plan.sync_batchnorm` (tf.distribute) the
+    copy's BatchNormalization layers use the statistics of the global batch,
+    as the single-device step and the JAX program do. Only `model` itself is
+    saved (`run` copies the trained weights back), so saved files carry no
+    TensorFlow-only setting.
+    """
+    if plan.name is None:
+        return model
+
+    def clone(layer):
+        config = layer.get_config()
+        if plan.sync_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
+            config["synchronized"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def _distribution_summary(plan: distribution_lib.Plan) -> dict:
+    """`{"distribution": ...}` for the metrics of a distributed run, else nothing."""
+    if plan.name is None:
+        return {}
+    return {"distribution": {"name": plan.name, "replicas": plan.replicas,
+                             "workers": plan.workers}}
+
+
 def _fit(trainer, workdir, splits, method, seed, *, epochs, steps_per_epoch,
-         backup_every_steps, verbose) -> None:
+         backup_every_steps, verbose, plan=distribution_lib.ONE_DEVICE,
+         restore_from=None) -> None:
     """Trains from the last backup's position on exactly the batches not yet seen.
 
     The pipeline is keyed by epoch (`data.EpochClock`): epoch e draws the same
@@ -232,16 +333,26 @@ def _fit(trainer, workdir, splits, method, seed, *, epochs, steps_per_epoch,
     uninterrupted one (tests/train/test_determinism.py). A `steps_per_epoch`
     cap makes Keras continue one iterator across epochs: there the pipeline
     reshuffles per iteration and a resumed run sees other batches.
+
+    `restore_from` is the backup to resume from (default: this workdir's); a
+    multi-worker run's other workers write into their scratch `workdir` but
+    resume from the chief's backup, so that all start at the same step.
+    `plan.local_batches` gives this process's share of the global batches.
     """
-    epoch, done = callbacks_lib.Backup.position(os.path.join(workdir, files.BACKUP))
+    restore_from = restore_from or os.path.join(workdir, files.BACKUP)
+    epoch, done = callbacks_lib.Backup.position(restore_from)
     clock = data.EpochClock() if steps_per_epoch is None else None
     batches = data.for_method(splits, method, seed=seed, epoch=clock)
     images_per_step = _batch_size(batches) * analysis.passes_per_step(method)
 
+    resume = [restore_from]  # only the first fit resumes from there; later ones from own
+
     def fit(dataset, first, last, steps, first_done=0):
         callbacks = callbacks_lib.standard_callbacks(
-            workdir, images_per_step, backup_every_steps, start=(first, first_done))
-        trainer.fit(dataset, validation_data=splits.validation, initial_epoch=first,
+            workdir, images_per_step, backup_every_steps, start=(first, first_done),
+            restore_from=resume.pop() if resume else None)
+        trainer.fit(plan.local_batches(dataset),
+                    validation_data=plan.local_batches(splits.validation), initial_epoch=first,
                     epochs=last, steps_per_epoch=steps, verbose=verbose,
                     callbacks=callbacks + ([clock] if clock else []))
 
@@ -297,13 +408,21 @@ def _steps_per_epoch(batches, num_train: int) -> int:
     return steps if steps is not None else num_train // _batch_size(batches)
 
 
-def _pruned_model(workdir, model, prune, batches, method, seed):
-    """Runs the pruning stage once; on resume, reloads its saved result."""
+def _pruned_model(workdir, model, prune, batches, method, seed, reuse_from=None):
+    """Runs the pruning stage once; on resume, reloads its saved result.
+
+    `reuse_from` (a multi-worker run's other workers: the chief's workdir) is
+    looked in first; scoring is deterministic, so a worker that scores itself
+    gets the chief's mask.
+    """
+    for directory in dict.fromkeys([reuse_from or workdir, workdir]):
+        path = os.path.join(directory, files.PRUNED_INIT)
+        report_path = os.path.join(directory, files.PRUNING_REPORT)
+        if os.path.exists(path) and os.path.exists(report_path):
+            logging.info("resuming: loading the pruned initial network from %s", path)
+            return keras.models.load_model(path), files.read_json(report_path), 0.0
     path = os.path.join(workdir, files.PRUNED_INIT)
     report_path = os.path.join(workdir, files.PRUNING_REPORT)
-    if os.path.exists(path) and os.path.exists(report_path):
-        logging.info("resuming: loading the pruned initial network from %s", path)
-        return keras.models.load_model(path), files.read_json(report_path), 0.0
     start = time.perf_counter()
     pruned, report = prune(model, batches, method=method, seed=seed)
     seconds = time.perf_counter() - start
