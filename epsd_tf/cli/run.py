@@ -52,6 +52,10 @@ def _main(argv):
         raise app.UsageError("--workdir is required (the directory for the run's outputs)")
     config_text = config_lib.parse(FLAGS.gin_file, FLAGS.gin_bindings + _distribution_bindings())
     metrics = config_lib.run_from_config(FLAGS.workdir, config_text, overwrite=FLAGS.overwrite)
+    if "worker" in metrics:  # a multi_worker run's other worker: the chief reports
+        sys.stdout.write(f"worker {metrics['worker']} finished; the chief writes "
+                         f"{FLAGS.workdir}\n")
+        return
     logging.info("finished; metrics in %s", os.path.join(FLAGS.workdir, "metrics.json"))
     test = metrics.get("test", {})
     # The one line a user looks for at the end (absl logs go to stderr).

@@ -212,6 +212,10 @@ class SelfDistillationModel(keras.Model):
         batches = dataset.num_batches
         return batch, (batch * batches if batches is not None else None)
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras' TF-trainer build hook (see `train_step_tf.maybe_symbolic_build`)."""
+        return backend_step.maybe_symbolic_build(self, iterator, data_batch)
+
     # ------------------------------------------------------------------ steps
 
     def train_step(self, *args):

@@ -130,9 +130,11 @@ class DLBStep(MethodStep):
                              f"drop_remainder=True)")
 
     def check_batch(self, features) -> None:
+        # None: not static (MultiWorkerMirroredStrategy's rebatched per-replica
+        # input); the carry's assignment then checks the size when the step runs.
         for key in ("image", "image_view1"):
             shape = tuple(features[key].shape)
-            if shape[0] != self.batch_size:
+            if shape[0] is not None and shape[0] != self.batch_size:
                 raise ValueError(
                     f"DLB was built for per-replica batches of {self.batch_size} examples "
                     f"but got {key!r} of shape {shape}; batch with drop_remainder=True "

@@ -61,9 +61,14 @@ class ProcessSlices(keras.utils.PyDataset):
 
 def _local_batches(index: int, count: int):
     def local(batches):
-        if count > 1 and isinstance(batches, keras.utils.PyDataset):
-            return ProcessSlices(batches, index, count)
-        return batches  # a tf.data.Dataset is sharded by Keras (auto_shard_dataset)
+        if count == 1:
+            return batches
+        if not isinstance(batches, keras.utils.PyDataset):
+            raise ValueError(
+                f"multi_worker on JAX feeds each process its slice of numpy batches "
+                f"(load.pipeline = 'numpy', the default on JAX); got "
+                f"{type(batches).__name__}")
+        return ProcessSlices(batches, index, count)
     return local
 
 
@@ -73,7 +78,8 @@ def _data_parallel(name: str) -> distribution.Plan:
         logging.warning("run.distribution = %r but JAX sees one device (%s): training on "
                         "it without a distribution", name, ", ".join(devices))
         return distribution.ONE_DEVICE
-    layout = keras.distribution.DataParallel(devices=devices)
+    # Processes slice their own batches (ProcessSlices), so Keras must not shard.
+    layout = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
     worker, workers = jax.process_index(), jax.process_count()
     return distribution.Plan(
         name=name, replicas=len(devices), worker=worker, workers=workers,

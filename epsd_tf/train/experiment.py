@@ -168,6 +168,7 @@ def run(workdir: str, *,
         make_optimizer(steps_per_epoch=steps, epochs=epochs)  # checked now, built in scope
         plan.check_batches(_batch_size(train_batches), getattr(splits, "eval_batch_size", None),
                            (info.num_validation, info.num_test))
+        plan.local_batches(train_batches)  # this process's share can be fed (or raises)
 
         # Where this process resumes from: the chief's workdir (a fresh start with
         # --overwrite: nothing of it, the chief is deleting it).
@@ -176,7 +177,7 @@ def run(workdir: str, *,
             if files.is_finished(resume_dir) or "trained" in workdir_lib.Stages(resume_dir):
                 logging.info("worker %d: the chief's workdir %s is past training; nothing "
                              "to do", plan.worker, workdir)
-                return {}
+                return {"worker": plan.worker}
         elif workdir_lib.prepare(workdir, config_text, overwrite=overwrite):
             metrics = files.read_json(os.path.join(workdir, files.METRICS))
             logging.info("workdir %s already holds a finished run; returning its metrics "
