@@ -1,0 +1,76 @@
+"""tools/run.py with run.distribution on TensorFlow: data_parallel and multi_worker.
+
+Two logical CPU devices stand in for two GPUs, and two worker processes on
+127.0.0.1 for two hosts. The config's batch size is the global batch and
+BatchNormalization uses the global batch's statistics, so the distributed run
+trains the single-device run's problem: same mask, same epoch losses (float
+round-off apart).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from tests.train import distributed_runs as runs
+
+LOSS_TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def single_device(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("single") / "run"
+    result = subprocess.run([sys.executable, runs.RUN, *runs.smoke_args(workdir)],
+                            cwd=runs.REPO, env=runs.env(), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+def _same_training(workdir, reference):
+    for a, b in zip(runs.weights(workdir / "pruned_init.keras"),
+                    runs.weights(reference / "pruned_init.keras")):
+        np.testing.assert_array_equal(a, b)  # the same mask and initial weights
+    np.testing.assert_allclose(runs.losses(workdir), runs.losses(reference),
+                               rtol=LOSS_TOLERANCE)
+
+
+@pytest.mark.slow
+def test_data_parallel_on_two_devices_trains_like_one(tmp_path, single_device):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, runs.TWO_CPU_RUN, *runs.smoke_args(workdir),
+         "--distribution=data_parallel"], cwd=runs.REPO, env=runs.env(),
+        capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["distribution"] == {"name": "data_parallel", "replicas": 2, "workers": 1}
+    assert "MirroredStrategy, 2 replicas" in result.stderr
+    _same_training(workdir, single_device)
+    # The saved network is the plain one (no TF-only synchronized BatchNorm).
+    with zipfile.ZipFile(workdir / "model.keras") as saved:
+        config = saved.read("config.json").decode()
+    assert '"synchronized": false' in config and '"synchronized": true' not in config
+
+
+@pytest.mark.slow
+def test_multi_worker_on_two_processes_only_the_chief_writes(tmp_path, single_device):
+    workdir, scratch = tmp_path / "run", tmp_path / "tmp"
+    scratch.mkdir()
+    chief, worker = runs.multi_worker(runs.python() + [runs.RUN], workdir,
+                                      extra_env={"TMPDIR": str(scratch)})
+    assert chief.returncode == 0, chief.stderr[-3000:]
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert "test accuracy" in chief.stdout
+    assert "worker 1 finished; the chief writes" in worker.stdout
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["distribution"] == {"name": "multi_worker", "replicas": 2, "workers": 2}
+    # Only the chief's files: no per-worker directory, the worker's scratch deleted.
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".")) == []
+    assert list(scratch.iterdir()) == []
+    assert "writes into" in worker.stderr and os.fspath(scratch) in worker.stderr
+    _same_training(workdir, single_device)
