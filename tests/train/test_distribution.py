@@ -4,6 +4,7 @@ import json
 import socket
 
 import keras
+import numpy as np
 import pytest
 
 from epsd_tf import data, models, optim
@@ -129,3 +130,37 @@ def test_data_parallel_over_the_devices_or_a_warning_with_one(caplog):
         return
     assert plan is distribution.ONE_DEVICE  # one TF CPU device in this process
     assert "sees one device" in caplog.text
+
+
+def test_a_worker_resumes_from_the_chiefs_backup_and_writes_its_own(tmp_path):
+    """`Backup(restore_from=)`: another worker's restore source is the chief's backup."""
+    from epsd_tf.train import callbacks
+    from tests import students
+
+    images, _, labels = students.arrays(16)
+    chief, worker = tmp_path / "chief_backup", tmp_path / "worker_backup"
+
+    def model(seed):
+        student = students.conv_student(seed=seed)
+        student.compile(optimizer=keras.optimizers.SGD(0.1),
+                        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        return student
+
+    trained = model(0)
+    trained.fit(images, labels, batch_size=8, epochs=1, verbose=0,
+                callbacks=[callbacks.Backup(str(chief))])
+    assert callbacks.Backup.position(str(chief)) == (1, 0)
+
+    resumed = model(1)  # other initial weights, replaced by the chief's backup
+    recorded = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            recorded.extend(w.copy() for w in self.model.get_weights())
+
+    resumed.fit(images, labels, batch_size=8, initial_epoch=1, epochs=2, verbose=0,
+                callbacks=[callbacks.Backup(str(worker), restore_from=str(chief)), Record()])
+    for got, want in zip(recorded, trained.get_weights()):
+        np.testing.assert_array_equal(got, want)
+    assert callbacks.Backup.position(str(worker)) == (2, 0)  # its own backup, in its dir
+    assert callbacks.Backup.position(str(chief)) == (1, 0)  # the chief's is untouched

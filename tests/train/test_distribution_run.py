@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import zipfile
 
 import numpy as np
@@ -74,3 +75,35 @@ def test_multi_worker_on_two_processes_only_the_chief_writes(tmp_path, single_de
     assert list(scratch.iterdir()) == []
     assert "writes into" in worker.stderr and os.fspath(scratch) in worker.stderr
     _same_training(workdir, single_device)
+
+
+@pytest.mark.slow
+def test_multi_worker_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
+    workdir = tmp_path / "run"
+    log = workdir / "train_log.csv"
+    epochs = "--gin_bindings=run.epochs = 10"
+    ports = runs.free_ports(2)
+    processes = [subprocess.Popen(
+        [sys.executable, runs.RUN, *runs.smoke_args(workdir), epochs,
+         "--distribution=multi_worker"], cwd=runs.REPO, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, env=runs.env(TF_CONFIG=runs.tf_config(ports, i)))
+        for i in range(2)]
+    deadline = time.time() + 300
+    while time.time() < deadline and processes[0].poll() is None:
+        if log.exists() and len(log.read_text().strip().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    for process in processes:
+        process.kill()
+        process.wait()
+    assert not (workdir / "metrics.json").exists(), "finished before it could be killed"
+    epochs_done = len(log.read_text().strip().splitlines()) - 1
+    assert epochs_done >= 3
+
+    chief, worker = runs.multi_worker(runs.python() + [runs.RUN], workdir, epochs)
+    assert chief.returncode == 0, chief.stderr[-3000:]
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    rows = [int(r.split(",")[0]) for r in log.read_text().strip().splitlines()[1:]]
+    assert rows[-1] == 9 and rows[epochs_done] in (epochs_done, epochs_done + 1)
+    assert "resumed from" in worker.stderr  # the worker restored the chief's backup
+    assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 10
