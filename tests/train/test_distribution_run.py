@@ -79,14 +79,16 @@ def test_multi_worker_on_two_processes_only_the_chief_writes(tmp_path, single_de
 
 @pytest.mark.slow
 def test_multi_worker_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
-    workdir = tmp_path / "run"
+    workdir, scratch = tmp_path / "run", tmp_path / "tmp"
+    scratch.mkdir()  # a killed worker cannot delete its scratch directory: keep it here
     log = workdir / "train_log.csv"
     epochs = "--gin_bindings=run.epochs = 10"
     ports = runs.free_ports(2)
     processes = [subprocess.Popen(
         [sys.executable, runs.RUN, *runs.smoke_args(workdir), epochs,
          "--distribution=multi_worker"], cwd=runs.REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL, env=runs.env(TF_CONFIG=runs.tf_config(ports, i)))
+        stderr=subprocess.DEVNULL,
+        env=runs.env(TF_CONFIG=runs.tf_config(ports, i), TMPDIR=str(scratch)))
         for i in range(2)]
     deadline = time.time() + 300
     while time.time() < deadline and processes[0].poll() is None:
@@ -100,7 +102,8 @@ def test_multi_worker_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
     epochs_done = len(log.read_text().strip().splitlines()) - 1
     assert epochs_done >= 3
 
-    chief, worker = runs.multi_worker(runs.python() + [runs.RUN], workdir, epochs)
+    chief, worker = runs.multi_worker(runs.python() + [runs.RUN], workdir, epochs,
+                                      extra_env={"TMPDIR": str(scratch)})
     assert chief.returncode == 0, chief.stderr[-3000:]
     assert worker.returncode == 0, worker.stderr[-3000:]
     rows = [int(r.split(",")[0]) for r in log.read_text().strip().splitlines()[1:]]
