@@ -109,6 +109,10 @@ def _main(argv):
             collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
             run_tool=FLAGS.run_tool, report=_report, parallel=FLAGS.parallel,
             gpus=FLAGS.gpus, shard=FLAGS.shard)
+    except KeyboardInterrupt:
+        # Ctrl-C (or `timeout -s INT`): the pool has stopped every cell; one line, no traceback.
+        raise SystemExit("sweep interrupted; its cells stopped (their backups let them "
+                         "resume): run the same command to resume") from None
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
 

@@ -319,8 +319,9 @@ def _sweep_cli(root, script, *extra):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["term", "int"])
 def test_a_killed_parallel_sweep_resumes_and_runs_every_cell_once(tmp_path, slow_run,
-                                                                  monkeypatch):
+                                                                  monkeypatch, signum):
     script, events = slow_run
     monkeypatch.setenv("FAKE_SLEEP", "1.0")
     root = tmp_path / "s"
@@ -334,9 +335,10 @@ def test_a_killed_parallel_sweep_resumes_and_runs_every_cell_once(tmp_path, slow
             time.sleep(0.05)
         while time.time() < deadline and sum(k == "start" for _, k, _, _ in events()) < 4:
             time.sleep(0.05)  # two more cells started: they are running now
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(signum)  # SIGINT: Ctrl-C, or `timeout -s INT`
         output = process.communicate(timeout=60)[0]
         assert process.returncode != 0 and "run the same command to resume" in output
+        assert "Traceback" not in output, output[-3000:]
         with pytest.raises(ProcessLookupError):  # no cell process outlived the sweep
             os.killpg(process.pid, 0)
     finally:
