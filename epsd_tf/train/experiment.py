@@ -84,8 +84,10 @@ def run(workdir: str, *,
         make_optimizer: `(steps_per_epoch=, epochs=) -> keras Optimizer`.
         method: the self-distillation method of step 2 (and of the EPSD score);
             None or "none" trains with plain cross-entropy.
-        prune: `(model, batches, method=, seed=) -> (pruned model, report)`,
-            e.g. `epsd_tf.pruning.prune_at_init`; None trains the dense model.
+        prune: `(model, splits, method=, seed=) -> (pruned model, report)`,
+            e.g. `epsd_tf.pruning.prune_at_init`, given the run's `DataSplits`
+            (it scores the seed-keyed view `pruning.scoring_view` of them);
+            None trains the dense model.
         epochs: training epochs.
         steps_per_epoch: cap on steps per epoch (None: one pass over the data).
         jit_compile: compile the train step with XLA. "auto" (default): on JAX
@@ -197,10 +199,10 @@ def run(workdir: str, *,
         else:
             pruning_seconds, pruning_report = 0.0, None
             if prune is not None:
-                # A view of its own: the scoring batches depend on the seed only.
+                # The splits, not a pipeline: `prune_at_init` scores its own view
+                # (`pruning.scoring_view`), whose batches depend on the seed only.
                 model, pruning_report, pruning_seconds = _pruned_model(
-                    out, model, prune, pruning.scoring_view(splits, method, seed),
-                    method, seed, reuse_from=resume_dir)
+                    out, model, prune, splits, method, seed, reuse_from=resume_dir)
 
             jsv_images = _test_images(splits, mean_jsv_examples)
             if mean_jsv_examples and plan.is_chief:
