@@ -17,8 +17,6 @@ from epsd_tf.train import distribution_jax
 from tests.jax import tf_free
 from tests.train import distributed_runs as runs
 
-LOSS_TOLERANCE = 1e-4
-
 
 class _Numbered(PyDataset):
     def __init__(self):
@@ -63,13 +61,6 @@ def single_device(tmp_path_factory):
     return workdir
 
 
-def _same_training(workdir, reference):
-    for a, b in zip(runs.weights(workdir / "pruned_init.keras"),
-                    runs.weights(reference / "pruned_init.keras")):
-        np.testing.assert_array_equal(a, b)  # the same mask and initial weights
-    np.testing.assert_allclose(runs.losses(workdir), runs.losses(reference),
-                               rtol=LOSS_TOLERANCE)
-
 
 @pytest.mark.slow
 def test_data_parallel_on_two_devices_trains_like_one(tmp_path, single_device):
@@ -79,7 +70,7 @@ def test_data_parallel_on_two_devices_trains_like_one(tmp_path, single_device):
     assert "DataParallel over 2 devices" in result.stderr
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["distribution"] == {"name": "data_parallel", "replicas": 2, "workers": 1}
-    _same_training(workdir, single_device)
+    runs.assert_same_training(workdir, single_device)
 
 
 @pytest.mark.slow
@@ -112,7 +103,7 @@ def test_multi_worker_with_jax_distributed_only_process_0_writes(tmp_path, singl
     assert metrics["distribution"] == {"name": "multi_worker", "replicas": 2, "workers": 2}
     assert [p.name for p in workdir.iterdir() if p.name.startswith(".")] == []
     assert list(scratch.iterdir()) == []
-    _same_training(workdir, single_device)
+    runs.assert_same_training(workdir, single_device)
 
 
 def test_multi_worker_needs_every_keras_variable(monkeypatch):

@@ -86,3 +86,14 @@ def weights(path) -> list:
 
 def python() -> list:
     return [sys.executable]
+
+
+LOSS_TOLERANCE = 1e-4  # relative, per-epoch training loss against the single-device run
+
+
+def assert_same_training(workdir, reference) -> None:
+    """The same mask and initial weights, and the same epoch losses within tolerance."""
+    for a, b in zip(weights(workdir / "pruned_init.keras"),
+                    weights(reference / "pruned_init.keras")):
+        np.testing.assert_array_equal(a, b)  # the same mask and initial weights
+    np.testing.assert_allclose(losses(workdir), losses(reference), rtol=LOSS_TOLERANCE)

@@ -14,12 +14,9 @@ import sys
 import time
 import zipfile
 
-import numpy as np
 import pytest
 
 from tests.train import distributed_runs as runs
-
-LOSS_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
@@ -31,13 +28,6 @@ def single_device(tmp_path_factory):
     assert result.returncode == 0, result.stderr[-3000:]
     return workdir
 
-
-def _same_training(workdir, reference):
-    for a, b in zip(runs.weights(workdir / "pruned_init.keras"),
-                    runs.weights(reference / "pruned_init.keras")):
-        np.testing.assert_array_equal(a, b)  # the same mask and initial weights
-    np.testing.assert_allclose(runs.losses(workdir), runs.losses(reference),
-                               rtol=LOSS_TOLERANCE)
 
 
 @pytest.mark.slow
@@ -51,7 +41,7 @@ def test_data_parallel_on_two_devices_trains_like_one(tmp_path, single_device):
     metrics = json.loads((workdir / "metrics.json").read_text())
     assert metrics["distribution"] == {"name": "data_parallel", "replicas": 2, "workers": 1}
     assert "MirroredStrategy, 2 replicas" in result.stderr
-    _same_training(workdir, single_device)
+    runs.assert_same_training(workdir, single_device)
     # The saved network is the plain one (no TF-only synchronized BatchNorm).
     with zipfile.ZipFile(workdir / "model.keras") as saved:
         config = saved.read("config.json").decode()
@@ -74,7 +64,7 @@ def test_multi_worker_on_two_processes_only_the_chief_writes(tmp_path, single_de
     assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".")) == []
     assert list(scratch.iterdir()) == []
     assert "writes into" in worker.stderr and os.fspath(scratch) in worker.stderr
-    _same_training(workdir, single_device)
+    runs.assert_same_training(workdir, single_device)
 
 
 @pytest.mark.slow
