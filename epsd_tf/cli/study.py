@@ -4,8 +4,13 @@
       the next unfinished phase's commands, given what is committed
   python tools/study.py restore --to=runs/study        (on the GPU machine)
       the committed cells into a fresh sweep root, so the sweeps skip them
-  python tools/study.py pack --from=runs/study --to=$OUT/study_cells.tar.gz
-      every finished cell's small files into one tarball (on the GPU machine)
+  python tools/study.py pack --from=runs/study --to=$OUT/study_cells.tar.gz \
+      [--unfinished_to=$OUT]
+      every finished cell's small files into one tarball (on the GPU machine);
+      with --unfinished_to, the cells a time limit cut, whole, as
+      unfinished-NN.tar.gz parts (scratch, not committed)
+  python tools/study.py restore --to=runs/study [--unfinished=<dir of those parts>]
+      ... and the cut cells, so the same sweep commands resume them
   python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2"
       commit those files (refused: unplanned cells, another configuration)
   python tools/study.py report [--to=docs/RESULTS.md]
@@ -15,6 +20,8 @@ The plan is `epsd_tf/study/plan.py`; the committed form of a cell
 `epsd_tf/study/archive.py`; the write-up `epsd_tf/study/report.py`.
 """
 
+import glob
+import os
 import sys
 
 from absl import app, flags, logging
@@ -28,6 +35,12 @@ flags.DEFINE_string("results", RESULTS, "The committed study results (plan, rest
 flags.DEFINE_string("from", None, "pack: the study root; collect: a tarball, study or sweep root.")
 flags.DEFINE_string("to", None, "restore: the sweep root (runs/study); pack: the tarball; "
                     "collect: the committed tree (default --results); report: RESULTS.md.")
+flags.DEFINE_string("unfinished_to", None, "pack: also write the unfinished cells (whole, "
+                    "to resume on the next machine) as unfinished-NN.tar.gz parts here.")
+flags.DEFINE_integer("unfinished_parts", None, "pack: at most this many unfinished parts "
+                     "(the device brings back 8 files); the least advanced cells are left out.")
+flags.DEFINE_string("unfinished", None, "restore: a directory of unfinished-NN.tar.gz parts "
+                    "written by pack --unfinished_to; their cells go back under --to.")
 flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the next.")
 flags.DEFINE_list("sweep_flags", [], "plan: flags appended to every sweep command, "
                   "e.g. --parallel=5.")
@@ -72,7 +85,11 @@ def _plan() -> int:
         _say(f"# phase {phase.name}")
         for sweep in phase.sweeps:
             _say(sweep.command(runs, FLAGS.sweep_flags))
-    _say(f"python tools/study.py pack --from={runs} --to=$OUT/study_cells.tar.gz")
+    _say(f"python tools/study.py pack --from={runs} --to=$OUT/study_cells.tar.gz "
+         "--unfinished_to=$OUT/unfinished")
+    _say("# (a command stopped by its time limit: stop the sweeps with `timeout -s INT`, pack;"
+         "\n#  the next call restores with --unfinished=<the carried unfinished parts> and the"
+         "\n#  same sweep commands resume the cut cells from their last epoch)")
     _say("\n# Then here: commit the cells and re-create the write-up")
     _say(f"python tools/study.py collect --from=<fetched>/study_cells.tar.gz --to={FLAGS.results} "
          '--note="<GPU, JAX version, --parallel, session>"')
@@ -88,13 +105,30 @@ def _main(argv):
         return _plan()
     from epsd_tf.study import archive
     if action == "restore":
-        copied = archive.restore(FLAGS.results, FLAGS.to or "runs/study")
-        _say(f"restored {len(copied)} committed cells into {FLAGS.to or 'runs/study'}")
+        runs = FLAGS.to or "runs/study"
+        copied = archive.restore(FLAGS.results, runs)
+        _say(f"restored {len(copied)} committed cells into {runs}")
+        if FLAGS.unfinished:
+            parts = sorted(glob.glob(os.path.join(FLAGS.unfinished, "unfinished-*.tar.gz")))
+            if not parts:
+                raise app.UsageError(f"--unfinished={FLAGS.unfinished} holds no "
+                                     "unfinished-NN.tar.gz parts")
+            outcome = archive.restore_unfinished(parts, runs)
+            _say(f"restored {len(outcome['restored'])} unfinished cells to resume "
+                 f"({', '.join(outcome['restored']) or 'none'}); kept "
+                 f"{len(outcome['kept'])} already there")
     elif action == "pack":
         if not FLAGS["from"].value or not FLAGS.to:
             raise app.UsageError("pack needs --from=<study root> and --to=<tarball>")
         packed = archive.pack(FLAGS["from"].value, FLAGS.to)
         _say(f"packed {len(packed)} finished cells into {FLAGS.to}")
+        if FLAGS.unfinished_to:
+            outcome = archive.pack_unfinished(FLAGS["from"].value, FLAGS.unfinished_to,
+                                              max_parts=FLAGS.unfinished_parts)
+            _say(f"packed {len(outcome['packed'])} unfinished cells into "
+                 f"{len(outcome['parts'])} parts in {FLAGS.unfinished_to}"
+                 + (f"; left out (they start again): {', '.join(outcome['left_out'])}"
+                    if outcome["left_out"] else ""))
     elif action == "collect":
         if not FLAGS["from"].value:
             raise app.UsageError("collect needs --from=<tarball, study root or sweep root>")

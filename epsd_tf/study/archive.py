@@ -23,6 +23,16 @@ with another configuration than the plan's, or whose config differs from
 the family's committed cells; `restore` puts the committed cells back into a
 fresh sweep root, so that a sweep there skips them (a new device session
 continues where the last stopped).
+
+Unfinished cells travel too, whole: a device command has a time limit, and a
+cell cut by it would otherwise start again from nothing. `pack_unfinished`
+writes every cell that has progress but no `metrics.json` (its pruned
+initialisation, the last epoch's backup, its log and state) into
+`unfinished-NN.tar.gz` parts of at most `PART_BYTES` (the device machine
+brings back files of up to 16 MiB); `restore_unfinished` puts them back on the
+next machine, without their locks (they belong to the machine that stopped),
+and the same sweep command resumes them from their last finished epoch. These
+parts are scratch between device calls, never committed.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from absl import logging
 from epsd_tf import files
 from epsd_tf.analysis import results
 from epsd_tf.study import plan as plan_lib
-from epsd_tf.sweep import grid
+from epsd_tf.sweep import grid, runner
 
 CELL_STATE = "cell_state.json"  # the per-cell sweep entry (a sweep root may hold only
 SWEEP_STATE = "sweep_state.json"  # the root's sweep_state.json: both are read)
@@ -53,6 +63,11 @@ LANDSCAPE_FILE = os.path.join(files.LANDSCAPE, "landscape.json")
 SESSIONS = "sessions.json"
 # Every committed file is small; a larger one means something else slipped in.
 MAX_FILE_BYTES = 256 * 1024
+# Unfinished cells travel in parts of at most this many bytes (the device machine
+# brings back files of up to 16 MiB), without the locks of the machine that ran them.
+PART_BYTES = 15 * 2**20
+UNFINISHED_PART = "unfinished-{:02d}.tar.gz"
+_LOCAL_ONLY = (runner.CELL_LOCK, files.LOCK, files.TENSORBOARD)
 # Gin parameters that may differ between cells of one family: the grid axes
 # (`grid.Cell.bindings`) and the progress output.
 CELL_PARAMETERS = ("run.prune", "prune_at_init.scorer", "prune_at_init.sparsity", "run.method",
@@ -146,12 +161,7 @@ def finished_cells(source: str) -> dict[str, str]:
     Raises:
         FileNotFoundError: `source` holds no `cells/` directory at either level.
     """
-    roots = {}
-    if os.path.isdir(os.path.join(source, grid.CELLS)):
-        roots[os.path.basename(os.path.normpath(source))] = source
-    elif os.path.isdir(source):
-        roots = {name: os.path.join(source, name) for name in sorted(os.listdir(source))
-                 if os.path.isdir(os.path.join(source, name, grid.CELLS))}
+    roots = {os.path.basename(os.path.normpath(root)): root for root in _family_roots(source)}
     if not roots:
         raise FileNotFoundError(f"{source!r} holds no cells/ directory: pass a study root "
                                 f"(<root>/<family>/cells/) or a sweep root (<root>/cells/)")
@@ -319,3 +329,132 @@ def restore(results_dir: str, runs_root: str) -> list[str]:
             state["cells"][name] = files.read_json(entry_path)
             files.write_json(state_path, state)
     return copied
+
+
+def unfinished_cells(source: str) -> dict[str, str]:
+    """`{"<family>/<cell>": directory}` of the cells under `source` (a study or
+    sweep root) that have progress a re-run would reuse but are not finished."""
+    found = {}
+    for root in _family_roots(source):
+        fam = os.path.basename(os.path.normpath(root))
+        cells_dir = os.path.join(root, grid.CELLS)
+        for name in sorted(os.listdir(cells_dir)):
+            cell_dir = os.path.join(cells_dir, name)
+            if files.has_progress(cell_dir) and not files.is_finished(cell_dir):
+                found[f"{fam}/{name}"] = cell_dir
+    return found
+
+
+def _family_roots(source: str) -> list[str]:
+    if os.path.isdir(os.path.join(source, grid.CELLS)):
+        return [source]
+    if not os.path.isdir(source):
+        return []
+    return [os.path.join(source, name) for name in sorted(os.listdir(source))
+            if os.path.isdir(os.path.join(source, name, grid.CELLS))]
+
+
+def _cell_tarball(key: str, cell_dir: str) -> bytes:
+    """The cell's directory, without the ruling machine's locks, as `.tar.gz` bytes."""
+    fam, name = key.split("/")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for entry in sorted(os.listdir(cell_dir)):
+            if entry in _LOCAL_ONLY:
+                continue
+            tar.add(os.path.join(cell_dir, entry),
+                    arcname=os.path.join(fam, grid.CELLS, name, entry))
+    return buffer.getvalue()
+
+
+def pack_unfinished(source: str, directory: str, part_bytes: int = PART_BYTES,
+                    max_parts: int | None = None) -> dict[str, list]:
+    """Writes the unfinished cells under `source` into `directory/unfinished-NN.tar.gz`.
+
+    Each cell goes whole into one part; parts hold at most `part_bytes`
+    (compressed, each cell measured alone). Cells with the most training done
+    (the newest backup) go first, so that with `max_parts` the ones left out
+    are those that lose least.
+
+    Returns:
+        `{"packed": [keys], "parts": [paths], "left_out": [keys]}`; a cell is
+        left out when it alone exceeds `part_bytes` or the parts are used up.
+    """
+    cells = unfinished_cells(source)
+    progress = {key: _progress_time(path) for key, path in cells.items()}
+    order = sorted(cells, key=lambda k: (-progress[k], k))
+    parts: list[list[tuple[str, bytes]]] = []
+    sizes: list[int] = []
+    left_out = []
+    for key in order:
+        data = _cell_tarball(key, cells[key])
+        if len(data) > part_bytes:
+            logging.warning("%s: %d bytes compressed, more than a part's %d; it will "
+                            "start again", key, len(data), part_bytes)
+            left_out.append(key)
+            continue
+        slot = next((i for i, size in enumerate(sizes) if size + len(data) <= part_bytes), None)
+        if slot is None:
+            if max_parts is not None and len(parts) >= max_parts:
+                left_out.append(key)
+                continue
+            parts.append([])
+            sizes.append(0)
+            slot = len(parts) - 1
+        parts[slot].append((key, data))
+        sizes[slot] += len(data)
+    os.makedirs(directory, exist_ok=True)
+    paths = []
+    for number, members in enumerate(parts):
+        path = os.path.join(directory, UNFINISHED_PART.format(number))
+        with tarfile.open(path, "w") as outer:  # already compressed, cell by cell
+            for key, data in members:
+                info = tarfile.TarInfo(key.replace("/", "__") + ".tar.gz")
+                info.size = len(data)
+                info.mtime = int(time.time())
+                outer.addfile(info, io.BytesIO(data))
+        paths.append(path)
+    packed = [key for members in parts for key, _ in members]
+    return {"packed": packed, "parts": paths, "left_out": left_out}
+
+
+def _progress_time(cell_dir: str) -> float:
+    """The mtime of the cell's newest backup file (0 without a backup)."""
+    backup = os.path.join(cell_dir, files.BACKUP)
+    times = [os.path.getmtime(os.path.join(d, n))
+             for d, _, names in os.walk(backup) for n in names]
+    return max(times, default=0.0)
+
+
+def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:
+    """Puts the cells of `unfinished-NN.tar.gz` parts back under `runs_root`.
+
+    A cell that is finished under `runs_root`, or has progress there already,
+    is left as it is (`"kept"`); the others replace what is there
+    (`"restored"`). The same sweep command then resumes them.
+    """
+    outcome: dict[str, list] = {"restored": [], "kept": []}
+    for part in sorted(parts):
+        with tarfile.open(part) as outer:
+            for member in outer.getmembers():
+                key = member.name[:-len(".tar.gz")].replace("__", "/", 1)
+                fam, name = key.split("/")
+                target = os.path.join(runs_root, fam, grid.CELLS, name)
+                if files.is_finished(target) or files.has_progress(target):
+                    outcome["kept"].append(key)
+                    continue
+                with tempfile.TemporaryDirectory(dir=os.path.dirname(target) if
+                                                 os.path.isdir(os.path.dirname(target))
+                                                 else None) as scratch:
+                    with tarfile.open(fileobj=outer.extractfile(member), mode="r:gz") as inner:
+                        inner.extractall(scratch, filter="data")
+                    unpacked = os.path.join(scratch, fam, grid.CELLS, name)
+                    if not os.path.isdir(unpacked):
+                        raise ValueError(f"{part}: {member.name} does not hold {key}")
+                    for entry in _LOCAL_ONLY:
+                        files.remove(os.path.join(unpacked, entry))
+                    files.remove(target)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    shutil.move(unpacked, target)
+                outcome["restored"].append(key)
+    return outcome
