@@ -10,16 +10,25 @@ every `HEARTBEAT` seconds; a lock from another host untouched for
 `STALE_AFTER` seconds is stale (that host died) and is taken over, together
 with the dead run's `run.lock`. On this host a lock whose pid is gone is stale.
 
+A cell process dies with its sweep: on Linux it is started with the parent-death
+signal `SIGTERM` (`prctl(PR_SET_PDEATHSIG)`), so a sweep killed outright
+(`kill -9`, a command time limit) leaves no orphan training on the GPU; its
+cells read as interrupted and the same command resumes them. Elsewhere (no
+`prctl`) a SIGKILLed sweep's cells run to their end unwatched.
+
 `CellRun` is one attempt, started and polled by the pool (`loop.py`);
 `run_cell` runs one to the end.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shlex
+import signal
 import socket
 import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -37,6 +46,41 @@ TAIL_LINES = 40
 HEARTBEAT = 30.0      # seconds between touches of a running cell's lock
 STALE_AFTER = 300.0   # another host's lock untouched this long is stale
 STOP_GRACE = 30.0     # seconds a stopped cell gets to exit before it is killed
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent():
+    """A `Popen(preexec_fn=...)` step that makes the child get `SIGTERM` when
+    this process dies (Linux `prctl(PR_SET_PDEATHSIG)`); None where unavailable.
+
+    The death signal follows the thread that forks the child: cells are started
+    from the sweep's main thread, which lives as long as the sweep.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # loaded here, not after fork
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def setup():
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the sweep died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+    return setup
+
+
+def _preexec(placement: Placement):
+    """The child's set-up: its slot's CPU cores, then the parent-death signal."""
+    steps = [step for step in (placement.preexec(), die_with_parent()) if step is not None]
+    if not steps:
+        return None
+
+    def setup():
+        for step in steps:
+            step()
+    return setup
 
 
 def _log_tail(path: str, offset: int) -> str:
@@ -89,7 +133,7 @@ class CellRun:
             self.touched = time.monotonic()
             self.process = subprocess.Popen(
                 self.command, stdout=self.log, stderr=subprocess.STDOUT,
-                env=self.placement.apply(os.environ), preexec_fn=self.placement.preexec())
+                env=self.placement.apply(os.environ), preexec_fn=_preexec(self.placement))
         except BaseException:
             if hasattr(self, "log"):
                 self.log.close()

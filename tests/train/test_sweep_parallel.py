@@ -372,6 +372,60 @@ def test_a_killed_parallel_sweep_resumes_and_runs_every_cell_once(tmp_path, slow
     assert "shard 0/1 (finished" in status.stdout and "all cells done" in status.stdout
 
 
+def _gone(pid):
+    """True once `pid` is no process (or a zombie awaiting its reaper)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_the_cells_of_a_sigkilled_sweep_die_with_it_and_the_same_command_resumes_them(
+        tmp_path, slow_run):
+    """kill -9 (or a command time limit) gives the sweep no chance to stop its cells:
+    the parent-death signal does, so no orphan keeps training (issue 13, on the H200)."""
+    script, events = slow_run
+    root = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=REPO, FAKE_SLEEP="60")  # far longer than the test waits
+    process = subprocess.Popen(_sweep_cli(root, script, "--parallel=2"), cwd=REPO, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and sum(k == "start" for _, k, _, _ in events()) < 2:
+            time.sleep(0.05)
+        cells = {pid: name for _, kind, name, pid in events() if kind == "start"}
+        assert len(cells) == 2 and not any(_gone(pid) for pid in cells)
+        process.kill()
+        process.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and not all(_gone(pid) for pid in cells):
+            time.sleep(0.05)
+        assert all(_gone(pid) for pid in cells), [n for p, n in cells.items() if not _gone(p)]
+    finally:
+        for pid in cells if "cells" in locals() else ():
+            if not _gone(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not _ends(events())
+    # The dead sweep's locks are stale: its cells read as interrupted, not running.
+    status = sweep.grid_status(str(root))
+    assert {status["cells"][name][0] for name in cells.values()} == {"interrupted"}
+
+    env["FAKE_SLEEP"] = "0"
+    result = subprocess.run(_sweep_cli(root, script, "--parallel=2"), cwd=REPO, env=env,
+                            text=True, capture_output=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    names = sorted(c.name for c in sweep.make_grid(["random", "snip", "dense"], ["none"],
+                                                   ["0.9", "0.95"], ["0"]))
+    assert _ends(events()) == names  # every cell finished exactly once
+    for name in cells.values():
+        entry = json.loads((root / "cells" / name / "cell_state.json").read_text())
+        assert entry["status"] == "done" and entry["attempts"] == 2
+        assert not (root / "cells" / name / "cell.lock").exists()
+
+
 # --- status ----------------------------------------------------------------------------
 
 
