@@ -64,6 +64,9 @@ flags.DEFINE_integer(
 flags.DEFINE_string("shard", None,
                     "i/n: run only shard i of n of the grid (hosts sharing --root; e.g. "
                     "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT).")
+flags.DEFINE_bool("wait_busy", True,
+                  "Wait for cells another live sweep on --root runs: count them done if it "
+                  "finishes them, run them if it dies. --nowait_busy: leave them to it.")
 flags.DEFINE_bool("status", False,
                   "Report every cell of --root (done, running where, failed, pending), "
                   "per-shard progress and the ETA; run nothing.")
@@ -108,7 +111,7 @@ def _main(argv):
             seeds=FLAGS.seeds, density_plots=FLAGS.density_plots, dry_run=FLAGS.dry_run,
             collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
             run_tool=FLAGS.run_tool, report=_report, parallel=FLAGS.parallel,
-            gpus=FLAGS.gpus, shard=FLAGS.shard)
+            gpus=FLAGS.gpus, shard=FLAGS.shard, wait_busy=FLAGS.wait_busy)
     except KeyboardInterrupt:
         # Ctrl-C (or `timeout -s INT`): the pool has stopped every cell; one line, no traceback.
         raise SystemExit("sweep interrupted; its cells stopped (their backups let them "

@@ -28,7 +28,8 @@ OUTCOMES = ("done", "skipped", "failed", "busy", "not_run")
 def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
               max_failures: int | None = None, run_tool: str = grid.RUN_TOOL,
               report: Callable[[str], None] = logging.info, parallel: int = 1,
-              gpus: int | None = None, shard: str | None = None) -> dict:
+              gpus: int | None = None, shard: str | None = None,
+              wait_busy: bool = True) -> dict:
     """Runs every unfinished cell (of this shard), `parallel` at once; returns the
     cell names by outcome.
 
@@ -43,11 +44,16 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
             its GPU and its share of the CPU cores when > 1).
         gpus: GPUs to use (None: detect; 0: CPU only).
         shard: `"i/n"`: run only this shard's cells (`shards.py`); None: all.
+        wait_busy: wait for the cells another live sweep on the same root runs
+            (once this sweep has started all its other cells): count them done
+            if it finishes them, run them if it stops or dies (`pool.py`).
+            False: leave them to it at once (`busy`).
 
     Returns:
         `{"done", "skipped", "failed", "busy", "not_run": [cell names]}`;
-        `skipped` cells had finished before, `busy` ones were being run by
-        another sweep on the same root.
+        `skipped` cells had finished before (or were finished meanwhile by
+        another sweep), `busy` ones were being run by another sweep on the
+        same root when this one stopped waiting for them.
 
     Raises:
         ValueError: bad `max_failures`, `parallel`, `gpus` or `shard`, or a
@@ -85,7 +91,7 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
                 report=report, max_failures=max_failures, total=len(cells),
                 durations=durations, shard=(index, count),
                 shard_cells=[cell.name for _, cell in mine],
-                grid_cells=[cell.name for cell in cells])
+                grid_cells=[cell.name for cell in cells], wait_busy=wait_busy)
     outcome = pool.run(todo, skipped)
     state.save()
     if outcome["not_run"]:
@@ -121,7 +127,7 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
           collect_only: bool = False, max_failures: int | None = None,
           run_tool: str = grid.RUN_TOOL,
           report: Callable[[str], None] = logging.info, parallel: int = 1,
-          gpus: int | None = None, shard: str | None = None) -> int:
+          gpus: int | None = None, shard: str | None = None, wait_busy: bool = True) -> int:
     """The whole sweep command (`tools/sweep.py`); returns its exit code.
 
     Validates the flags, the grid and the density-plot cells first; then a
@@ -159,7 +165,7 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
         return 0
     outcome = run_sweep(cells, root, gin_files, gin_bindings, max_failures=max_failures,
                         run_tool=run_tool, report=report, parallel=parallel, gpus=gpus,
-                        shard=shard)
+                        shard=shard, wait_busy=wait_busy)
     written = write_results(root, plot_cells)
     failed = f" {outcome['failed']}" if outcome["failed"] else ""
     report(f"sweep of {len(cells)} cells: {len(outcome['done'])} run, "

@@ -1,9 +1,16 @@
 """The pool of a sweep: up to N cell processes at once, each in its own slot.
 
 A process pool and nothing more: the loop hands the next unfinished cell
-to a free slot (`runner.CellRun` takes the cell's lock; a cell locked
-elsewhere is `busy` and left alone), polls the running cells, and records
-each as it ends. Slot k's devices and cores are `placement.placements(...)[k]`.
+to a free slot (`runner.CellRun` takes the cell's lock), polls the running
+cells, and records each as it ends. Slot k's devices and cores are
+`placement.placements(...)[k]`.
+
+A cell whose lock another live sweep holds is `busy`. With `wait_busy` (the
+default) the pool waits for it once it has nothing else to start: every
+`BUSY_POLL` seconds a free slot tries the cell again, which counts it done
+if the other sweep finished it, and runs it if that sweep stopped or died
+without finishing it (its lock released, or stale: `files.acquire_lock`).
+Without `wait_busy` a busy cell is left to the other sweep at once.
 Ctrl-C or SIGTERM (raised in the loop) stops every running cell; their
 backups let the next sweep resume them.
 """
@@ -18,7 +25,8 @@ from epsd_tf.sweep.placement import Placement
 from epsd_tf.sweep.runner import HEARTBEAT, CellRun
 from epsd_tf.sweep.state import SweepState, cell_config
 
-POLL = 0.2  # seconds between polls of the running cells
+POLL = 0.2       # seconds between polls of the running cells
+BUSY_POLL = 2.0  # seconds between tries of a cell another sweep holds
 
 
 def clock(seconds: float) -> str:
@@ -33,7 +41,7 @@ class Pool:
                  slots: Sequence[Placement], run_tool: str, report: Callable[[str], None],
                  max_failures: int | None, total: int, durations: list[float],
                  shard: tuple[int, int] = (0, 1), shard_cells: Sequence[str] = (),
-                 grid_cells: Sequence[str] = ()):
+                 grid_cells: Sequence[str] = (), wait_busy: bool = True):
         self.root, self.state = root, state
         self.gin_files, self.gin_bindings = list(gin_files), list(gin_bindings)
         self.slots, self.run_tool, self.report = list(slots), run_tool, report
@@ -41,6 +49,8 @@ class Pool:
         self.shard, self.shard_cells = shard, list(shard_cells)
         self.grid_cells = list(grid_cells)
         self.running: dict[int, tuple[int, CellRun]] = {}  # slot -> (position, run)
+        self.wait_busy = wait_busy
+        self.waiting: list[tuple[float, int, grid.Cell]] = []  # busy: (next try, position, cell)
         self.outcome = {"done": [], "failed": [], "busy": [], "not_run": [], "skipped": []}
         self.left = 0
         self.sweep_start = time.perf_counter()
@@ -55,15 +65,18 @@ class Pool:
         self.left = len(queue)
         self._progress("running")
         try:
-            while queue or self.running:
+            while queue or self.running or self.waiting:
                 if self.max_failures is not None and \
                         len(self.outcome["failed"]) >= self.max_failures:
                     self.outcome["not_run"] += [cell.name for _, cell in queue]
-                    self.left -= len(queue)
-                    queue = []
+                    self.outcome["busy"] += [cell.name for _, _, cell in self.waiting]
+                    self.left -= len(queue) + len(self.waiting)
+                    queue, self.waiting = [], []
                 while queue and len(self.running) < len(self.slots):
                     self._launch(*queue.pop(0))
-                time.sleep(POLL if self.running else 0)
+                if not queue:
+                    self._retry_busy()
+                time.sleep(POLL if self.running or self.waiting else 0)
                 if time.monotonic() - self.written >= HEARTBEAT:
                     self._progress("running")  # the shard's heartbeat, for --status
                 for slot, (position, run) in list(self.running.items()):
@@ -77,12 +90,20 @@ class Pool:
         self._progress("finished")
         return self.outcome
 
-    def _launch(self, position: int, cell: grid.Cell) -> None:
+    def _retry_busy(self) -> None:
+        """Tries again, in free slots, the busy cells whose next try is due."""
+        now = time.monotonic()
+        due = sorted(item for item in self.waiting if item[0] <= now)
+        for item in due:
+            if len(self.running) >= len(self.slots):
+                return
+            self.waiting.remove(item)
+            self._launch(item[1], item[2], retry=True)
+
+    def _launch(self, position: int, cell: grid.Cell, retry: bool = False) -> None:
         prefix = f"[{position}/{self.total}] {cell.name}"
         if self.state.is_finished(cell):  # finished meanwhile, by another shard
-            self.outcome["skipped"].append(cell.name)
-            self.left -= 1
-            self.report(f"{prefix}: done (finished elsewhere meanwhile, skipped)")
+            self._finished_elsewhere(prefix, cell)
             return
         slot = min(set(range(len(self.slots))) - set(self.running))
         self.state.entry(cell)["config"] = cell_config(cell, self.gin_files, self.gin_bindings)
@@ -90,15 +111,28 @@ class Pool:
                                     self.run_tool)
         run = CellRun(cell, command, self.state, self.slots[slot])
         if not run.start():
-            self.outcome["busy"].append(cell.name)
-            self.left -= 1
-            self.report(f"{cell.name}: skipped, another sweep runs it ({run.busy})")
+            if run.finished:
+                self._finished_elsewhere(prefix, cell)
+            elif self.wait_busy:
+                self.waiting.append((time.monotonic() + BUSY_POLL, position, cell))
+                if not retry:
+                    self.report(f"{prefix}: busy, another sweep runs it ({run.busy}); "
+                                "waiting for it once this sweep's other cells are started")
+            else:
+                self.outcome["busy"].append(cell.name)
+                self.left -= 1
+                self.report(f"{cell.name}: skipped, another sweep runs it ({run.busy})")
             return
         self.running[slot] = (position, run)
         where = f" in slot {slot}" if len(self.slots) > 1 else ""
         self.report(f"{prefix}: running{where} (sweep time "
                     f"{clock(time.perf_counter() - self.sweep_start)})")
         self._progress("running")
+
+    def _finished_elsewhere(self, prefix: str, cell: grid.Cell) -> None:
+        self.outcome["skipped"].append(cell.name)
+        self.left -= 1
+        self.report(f"{prefix}: done (finished elsewhere meanwhile, skipped)")
 
     def _record(self, position: int, run: CellRun, result: str) -> None:
         self.outcome[result].append(run.cell.name)

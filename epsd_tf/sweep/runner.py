@@ -37,6 +37,7 @@ from absl import logging
 from epsd_tf import files
 from epsd_tf.analysis import results
 from epsd_tf.sweep import grid
+from epsd_tf.sweep import state as state_lib
 from epsd_tf.sweep.placement import Placement
 from epsd_tf.sweep.state import SweepState
 
@@ -69,6 +70,17 @@ def die_with_parent():
         if os.getppid() != parent:  # the sweep died before prctl took effect
             os.kill(os.getpid(), signal.SIGTERM)
     return setup
+
+
+def _alive(pid: int) -> bool:
+    """Whether process `pid` of this host still runs (a zombie does not)."""
+    if not os.path.exists("/proc/self/stat"):  # no /proc: a zombie counts as alive
+        return files.owner_alive({"host": socket.gethostname(), "pid": pid})
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def _preexec(placement: Placement):
@@ -105,10 +117,12 @@ class CellRun:
         self.log_path = os.path.join(self.directory, RUN_LOG)
         self.entry = state.entry(cell)
         self.process = None
-        self.busy = ""  # why the cell could not be started
+        self.busy = ""  # why the cell could not be started: who holds its lock
+        self.finished = False  # not started: another sweep finished it
 
     def start(self) -> bool:
-        """Takes the cell's lock and starts its process; False (and `busy`) if held."""
+        """Takes the cell's lock and starts its process; False if the lock is held
+        (`busy` names the holder) or the cell turned out finished (`finished`)."""
         os.makedirs(self.directory, exist_ok=True)
         try:
             self.owner = files.acquire_lock(self.lock_path, purpose="sweep cell",
@@ -116,7 +130,12 @@ class CellRun:
         except files.LockHeldError as error:
             self.busy = str(error)
             return False
+        if files.is_finished(self.directory):  # by the sweep that just released the lock
+            files.release_lock(self.lock_path, self.owner)
+            self.finished = True
+            return False
         try:
+            self._refresh_entry()
             self._clear_dead_run_lock()
             files.write_json(os.path.join(self.directory, results.CELL_FILE),
                              self.cell.description())
@@ -134,12 +153,37 @@ class CellRun:
             self.process = subprocess.Popen(
                 self.command, stdout=self.log, stderr=subprocess.STDOUT,
                 env=self.placement.apply(os.environ), preexec_fn=_preexec(self.placement))
+            self.entry["cell_pid"] = self.process.pid
+            self.state.save_cell(self.cell)
         except BaseException:
             if hasattr(self, "log"):
                 self.log.close()
             files.release_lock(self.lock_path, self.owner)
             raise
         return True
+
+    def _refresh_entry(self) -> None:
+        """Re-reads the cell's entry from its file (another sweep may have run it since
+        this one started; holding the lock, this sweep is now its only writer), and
+        waits for a process the dead sweep left running to exit (it got SIGTERM
+        when its sweep died, `die_with_parent`)."""
+        recorded = state_lib.read_cell(self.state.root, self.cell)
+        if recorded is not None:
+            config = self.entry.get("config")
+            self.entry.clear()
+            self.entry.update(recorded, **({"config": config} if config else {}))
+        pid = self.entry.get("cell_pid")
+        if (self.entry.get("status") != "running" or not isinstance(pid, int)
+                or self.entry.get("host") != socket.gethostname()):
+            return
+        deadline = time.monotonic() + STOP_GRACE
+        while _alive(pid):
+            if time.monotonic() > deadline:
+                logging.warning("process %d of the dead sweep's attempt at %s is still "
+                                "running after %.0f s; starting the cell anyway",
+                                pid, self.cell.name, STOP_GRACE)
+                return
+            time.sleep(0.05)
 
     def _clear_dead_run_lock(self) -> None:
         """Removes a `run.lock` left by a run on another host: holding the cell's lock,
@@ -201,6 +245,9 @@ def run_cell(cell: grid.Cell, command: list[str], state: SweepState,
     """
     run = CellRun(cell, command, state, placement)
     if not run.start():
+        if run.finished:
+            report(f"{cell.name}: done (finished elsewhere meanwhile, skipped)")
+            return "done"
         report(f"{cell.name}: skipped, another sweep runs it ({run.busy})")
         return "busy"
     try:

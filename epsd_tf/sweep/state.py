@@ -4,8 +4,8 @@ The truth is one `cell_state.json` per cell, in the cell's directory, written
 only by the process holding the cell's lock (so several workers and several
 shards sharing a root never write the same file at once). Its entry:
 `status` (`running`, `done`, `failed`, `interrupted`), `attempts`,
-`started`, `elapsed`, `returncode`, `host`, `pid` and `config` (gin files and
-bindings).
+`started`, `elapsed`, `returncode`, `host`, `pid` (of the sweep), `cell_pid`
+(of the cell's process) and `config` (gin files and bindings).
 
 `sweep_state.json` in the root is a derived view, `{"cells": {name: entry}}`
 over every cell directory, recomputed from the cell files after each change
@@ -38,6 +38,11 @@ def _read(path: str) -> dict | None:
     except (FileNotFoundError, ValueError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def read_cell(root: str, cell: grid.Cell) -> dict | None:
+    """The cell's entry as its `cell_state.json` holds it; None if it has none."""
+    return _read(os.path.join(grid.cell_dir(root, cell), CELL_STATE))
 
 
 def read_entries(root: str) -> dict:

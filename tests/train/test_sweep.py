@@ -18,6 +18,7 @@ import time
 import pytest
 
 from epsd_tf import sweep
+from epsd_tf.sweep import runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEP = os.path.join(REPO, "tools", "sweep.py")
@@ -313,7 +314,7 @@ def test_a_cell_another_sweep_runs_is_left_alone_and_a_dead_sweeps_lock_taken_ov
     try:
         assert holder.stdout.readline().strip() == "held"  # another sweep runs cell 0
         outcome = sweep.run_sweep(cells, root, ["gin/smoke.gin"], [], run_tool=script,
-                                  report=print)
+                                  report=print, wait_busy=False)  # (waiting: test below)
     finally:
         holder.kill()
         holder.wait()
@@ -325,6 +326,62 @@ def test_a_cell_another_sweep_runs_is_left_alone_and_a_dead_sweeps_lock_taken_ov
                               report=print)
     assert outcome["done"] == [cells[0].name] and outcome["skipped"] == [cells[1].name]
     assert not os.path.exists(lock)
+
+
+@pytest.mark.parametrize("other_sweep", ["finishes it", "dies"])
+def test_a_busy_cell_is_waited_for_and_run_only_if_the_other_sweep_did_not_finish_it(
+        tmp_path, fake_run, monkeypatch, other_sweep):
+    from epsd_tf.sweep import pool
+    monkeypatch.setattr(pool, "BUSY_POLL", 0.2)
+    script, calls = fake_run
+    root = str(tmp_path / "s")
+    cells = sweep.make_grid(["random", "snip"], ["none"], ["0.9"], ["0"])
+    directory = sweep.cell_dir(root, cells[0])
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK,
+                               os.path.join(directory, "cell.lock")],
+                              cwd=REPO, stdout=subprocess.PIPE, text=True)
+    lines = []
+
+    def report(line):
+        lines.append(line)
+        if "busy, another sweep runs it" in line:  # the other sweep ends now
+            assert f"pid {holder.pid}" in line and calls() == []  # cell 1 not started yet
+            if other_sweep == "finishes it":
+                with open(os.path.join(directory, "metrics.json"), "w") as f:
+                    f.write("{}")
+            holder.kill()
+            holder.wait()
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another sweep runs cell 0
+        outcome = sweep.run_sweep(cells, root, ["gin/smoke.gin"], [], run_tool=script,
+                                  report=report)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sum("busy, another sweep runs it" in line for line in lines) == 1, lines
+    assert outcome["busy"] == [] and not outcome["failed"]
+    if other_sweep == "finishes it":
+        assert outcome["done"] == [cells[1].name] and outcome["skipped"] == [cells[0].name]
+        assert calls() == [cells[1].name]
+        assert any(f"{cells[0].name}: done (finished elsewhere" in line for line in lines)
+    else:  # the busy cell waited until this sweep's other cell was started
+        assert outcome["done"] == [cells[1].name, cells[0].name]
+        assert calls() == [cells[1].name, cells[0].name]
+        assert not os.path.exists(os.path.join(directory, "cell.lock"))
+
+
+def test_a_cell_finished_by_the_sweep_that_released_its_lock_is_not_started(tmp_path):
+    root = str(tmp_path / "s")
+    (cell,) = sweep.make_grid(["random"], ["none"], ["0.9"], ["0"])
+    directory = sweep.cell_dir(root, cell)
+    os.makedirs(directory)
+    with open(os.path.join(directory, "metrics.json"), "w") as f:
+        f.write("{}")
+    state = sweep.SweepState(root)
+    run = runner.CellRun(cell, [sys.executable, "-c", "raise SystemExit(3)"], state)
+    assert not run.start() and run.finished and not run.busy and run.process is None
+    assert not os.path.exists(os.path.join(directory, "cell.lock"))  # released
+    assert sweep.run_cell(cell, run.command, state, print) == "done"
 
 
 def test_results_overlay_landscapes_and_plot_densities_side_by_side(tmp_path):

@@ -290,7 +290,7 @@ def test_a_lock_from_another_host_is_taken_over_only_when_its_heartbeat_stopped(
     # ...leaving the run.lock of its tools/run.py process behind.
     _lock_from(root / "cells" / stale.name / files.LOCK, "elsewhere", 9, age=3600)
     outcome = sweep.run_sweep([fresh, stale], str(root), ["gin/smoke.gin"], [],
-                              run_tool=script)
+                              run_tool=script, wait_busy=False)  # not 5 min for `fresh`
     assert outcome["busy"] == [fresh.name] and outcome["done"] == [stale.name]
     assert _ends(events()) == [stale.name]
     assert fresh_lock.exists() and not stale_lock.exists()
@@ -424,6 +424,49 @@ def test_the_cells_of_a_sigkilled_sweep_die_with_it_and_the_same_command_resumes
         entry = json.loads((root / "cells" / name / "cell_state.json").read_text())
         assert entry["status"] == "done" and entry["attempts"] == 2
         assert not (root / "cells" / name / "cell.lock").exists()
+
+
+@pytest.mark.slow
+def test_a_sweep_waits_for_the_cells_of_another_and_runs_them_when_that_one_is_killed(
+        tmp_path, slow_run):
+    """Two sweeps on one root; the first is killed (-9) while the second, its own cells
+    done, waits for the first's: the second runs them, and every cell ends once."""
+    script, events = slow_run
+    root = tmp_path / "s"
+    env = dict(os.environ, PYTHONPATH=REPO)
+    first = subprocess.Popen(_sweep_cli(root, script, "--parallel=2"), cwd=REPO,
+                             env=dict(env, FAKE_SLEEP="60"), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and sum(k == "start" for _, k, _, _ in events()) < 2:
+            time.sleep(0.05)
+        held = sorted(name for _, kind, name, _ in events() if kind == "start")
+        assert len(held) == 2
+        second = subprocess.Popen(_sweep_cli(root, script, "--parallel=2"), cwd=REPO,
+                                  env=dict(env, FAKE_SLEEP="0.2"), text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        while time.time() < deadline and len(_ends(events())) < 3:
+            time.sleep(0.05)  # the second sweep ran the three other cells...
+        time.sleep(1.0)
+        assert second.poll() is None  # ...and waits for the first's two
+        assert len(_ends(events())) == 3 and not set(held) & set(_ends(events()))
+        first.kill()
+        first.wait()  # reaped, as its shell would (a zombie's pid still counts as alive)
+        output = second.communicate(timeout=120)[0]
+    finally:
+        for process in (first, second) if "second" in locals() else (first,):
+            process.kill()
+            process.wait()
+    assert second.returncode == 0, output[-3000:]
+    names = sorted(c.name for c in sweep.make_grid(["random", "snip", "dense"], ["none"],
+                                                   ["0.9", "0.95"], ["0"]))
+    assert _ends(events()) == names  # every cell ended exactly once, never two at once
+    for name in held:
+        assert f"{name}: busy, another sweep runs it (" in output
+        entry = json.loads((root / "cells" / name / "cell_state.json").read_text())
+        assert entry["status"] == "done" and entry["attempts"] == 2
+    assert "5 run, 0 finished earlier, 0 failed, 0 run elsewhere, 0 not run" in output
 
 
 # --- status ----------------------------------------------------------------------------
