@@ -64,7 +64,7 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
         raise ValueError(f"max_failures must be >= 1 or None, got {max_failures}")
     index, count = shards.parse_shard(shard)
     slots = placement.placements(parallel, placement.detect_gpus(gpus),
-                                 placement.available_cores())
+                                 placement.available_cores(), root)
     state = SweepState(root)
     state.check_finished_cells(cells, gin_files, gin_bindings)
     mine = shards.select(list(enumerate(cells, start=1)), index, count)
@@ -74,9 +74,9 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
                  if state.is_finished(c) and "elapsed" in state.entry(c)]
     if count > 1:
         report(f"shard {index}/{count}: {len(mine)} of the {len(cells)} cells")
-    if parallel > 1:
-        for number, slot in enumerate(slots):
-            report(f"slot {number}: {slot.describe()}")
+    for number, slot in enumerate(slots):
+        report(f"slot {number}: {slot.describe()}" if parallel > 1 else
+               f"cells: {slot.describe()}")
     skipped, todo = [], []
     for position, cell in mine:
         if not state.is_finished(cell):
@@ -153,11 +153,11 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
     if dry_run:
         state = SweepState(root)  # reads only
         index, count = shards.parse_shard(shard)
-        if parallel > 1:
-            slots = placement.placements(parallel, placement.detect_gpus(gpus),
-                                         placement.available_cores())
-            for number, slot in enumerate(slots):
-                report(f"slot {number}: {slot.describe()}")
+        slots = placement.placements(parallel, placement.detect_gpus(gpus),
+                                     placement.available_cores(), root)
+        for number, slot in enumerate(slots):
+            report(f"slot {number}: {slot.describe()}" if parallel > 1 else
+                   f"cells: {slot.describe()}")
         for _, cell in shards.select(list(enumerate(cells)), index, count):
             status = "done" if state.is_finished(cell) else "to run"
             command = grid.cell_command(cell, root, gin_files, gin_bindings, run_tool)

@@ -17,8 +17,17 @@ starts.
   gets `--xla_cpu_multi_thread_eigen=false` (an XLA flag; XLA has no
   intra-op thread-count flag).
 
-With `--parallel 1` nothing is changed: the cell sees the machine as the
-sweep does (e.g. every GPU, for `run.distribution = 'data_parallel'`).
+With `--parallel 1` nothing of this is changed: the cell sees the machine as
+the sweep does (e.g. every GPU, for `run.distribution = 'data_parallel'`).
+
+At any `--parallel`, every cell of a sweep shares one JAX persistent
+compilation cache, `<root>/.jax_cache` (`compilation_cache`): the cells of a
+grid compile the same programs (same network, method and batch; seeds and
+masks are data), so every cell after the first loads its training step
+instead of compiling it. `JAX_COMPILATION_CACHE_DIR` and
+`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` are only defaults: a value in
+the sweep's environment wins (`JAX_COMPILATION_CACHE_DIR=` turns the cache
+off). TensorFlow ignores both.
 """
 
 from __future__ import annotations
@@ -31,17 +40,32 @@ import subprocess
 from absl import logging
 
 SHARED_GPU_MEMORY = 0.9  # of each GPU, split between the cells that share it
+JAX_CACHE = ".jax_cache"  # under the sweep root
+# Cache every compiled program: besides the training step (~20-30 s to compile on
+# an H200) a cell compiles many small ones (eager ops, scoring, evaluation); JAX's
+# default of 1 s would leave those out.
+JAX_CACHE_MIN_COMPILE_SECONDS = "0"
+
+
+def compilation_cache(root: str) -> dict:
+    """The environment defaults that give the cells of the sweep in `root` one shared
+    JAX persistent compilation cache (`<root>/.jax_cache`, an absolute path)."""
+    return {"JAX_COMPILATION_CACHE_DIR": os.path.abspath(os.path.join(root, JAX_CACHE)),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": JAX_CACHE_MIN_COMPILE_SECONDS}
 
 
 @dataclasses.dataclass(frozen=True)
 class Placement:
-    """The environment variables and CPU cores of one slot (None: unchanged)."""
+    """The environment variables and CPU cores of one slot (None: unchanged), and
+    the variables set only where the sweep's environment lacks them (`defaults`)."""
     env: dict
     cores: tuple | None
+    defaults: dict = dataclasses.field(default_factory=dict)
 
     def apply(self, environ: dict) -> dict:
-        """`environ` with this slot's variables; `XLA_FLAGS` is extended, not replaced."""
-        merged = dict(environ)
+        """`environ` with this slot's variables; `XLA_FLAGS` is extended, not replaced;
+        a default is set only if `environ` lacks it."""
+        merged = {**self.defaults, **environ}
         for key, value in self.env.items():
             if key == "XLA_FLAGS" and environ.get(key):
                 value = f"{environ[key]} {value}"
@@ -49,9 +73,10 @@ class Placement:
         return merged
 
     def describe(self) -> str:
-        """One line: the cores and the variables set."""
+        """One line: the cores and the variables set (defaults marked as such)."""
         cores = "all cores" if self.cores is None else f"cores {list(self.cores)}"
-        return ", ".join([cores] + [f"{k}={v}" for k, v in sorted(self.env.items())])
+        return ", ".join([cores] + [f"{k}={v}" for k, v in sorted(self.env.items())] +
+                         [f"{k}={v} (unless set)" for k, v in sorted(self.defaults.items())])
 
     def preexec(self):
         """A `Popen(preexec_fn=...)` that pins the child to its cores (None if unpinned)."""
@@ -119,13 +144,16 @@ def available_cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
-def placements(parallel: int, gpus: list[str], cores: list[int]) -> list[Placement]:
+def placements(parallel: int, gpus: list[str], cores: list[int],
+               root: str | None = None) -> list[Placement]:
     """One `Placement` per slot of a `parallel`-wide pool.
 
     Args:
         parallel: N, cells at once.
         gpus: the GPU ids (`detect_gpus`); empty on a CPU machine.
         cores: the CPU cores to divide (`available_cores`).
+        root: the sweep root: every slot gets its shared JAX compilation cache
+            (`compilation_cache`) as defaults; None: no cache.
 
     Raises:
         ValueError: `parallel` < 1, or no cores.
@@ -134,8 +162,9 @@ def placements(parallel: int, gpus: list[str], cores: list[int]) -> list[Placeme
         raise ValueError(f"--parallel={parallel}: must be >= 1 (cells run at once)")
     if not cores:
         raise ValueError("no CPU core to run cells on")
+    defaults = compilation_cache(root) if root is not None else {}
     if parallel == 1:
-        return [Placement({}, None)]
+        return [Placement({}, None, defaults)]
     slots = []
     for slot in range(parallel):
         if parallel <= len(cores):
@@ -155,5 +184,5 @@ def placements(parallel: int, gpus: list[str], cores: list[int]) -> list[Placeme
                 env.update(XLA_PYTHON_CLIENT_PREALLOCATE="false",
                            XLA_PYTHON_CLIENT_MEM_FRACTION=f"{fraction:.3f}",
                            TF_FORCE_GPU_ALLOW_GROWTH="true")
-        slots.append(Placement(env, share))
+        slots.append(Placement(env, share, defaults))
     return slots

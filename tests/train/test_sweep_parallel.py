@@ -27,7 +27,8 @@ pytestmark = pytest.mark.jax  # backend-neutral: also in the TF-free JAX suite
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
             "TF_NUM_INTEROP_THREADS", "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE",
-            "XLA_PYTHON_CLIENT_MEM_FRACTION", "TF_FORCE_GPU_ALLOW_GROWTH")
+            "XLA_PYTHON_CLIENT_MEM_FRACTION", "TF_FORCE_GPU_ALLOW_GROWTH",
+            "JAX_COMPILATION_CACHE_DIR", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS")
 
 SLOW_RUN = textwrap.dedent(f"""\
     import fcntl, json, os, sys, time
@@ -152,6 +153,27 @@ def test_gpus_are_pinned_round_robin_and_shared_with_a_memory_fraction():
     assert merged["A"] == "b" and merged["OMP_NUM_THREADS"] == "1"
 
 
+def test_every_slot_shares_the_sweeps_jax_compilation_cache_unless_the_user_set_one(tmp_path):
+    root = str(tmp_path / "s")
+    cache = str(tmp_path / "s" / ".jax_cache")
+    for parallel in (1, 3):
+        slots = placement.placements(parallel, ["0"], [0, 1], root)
+        for slot in slots:
+            env = slot.apply({"PATH": "/bin"})
+            assert env["JAX_COMPILATION_CACHE_DIR"] == cache and env["PATH"] == "/bin"
+            assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+            assert "JAX_COMPILATION_CACHE_DIR=" in slot.describe()
+            # The user's own values win, an empty one (the cache off) included.
+            mine = slot.apply({"JAX_COMPILATION_CACHE_DIR": "",
+                               "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "2"})
+            assert mine["JAX_COMPILATION_CACHE_DIR"] == ""
+            assert mine["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "2"
+    # A relative root still names one directory, whatever the cell's working directory.
+    (slot,) = placement.placements(1, [], [0], "runs/x")
+    assert slot.apply({})["JAX_COMPILATION_CACHE_DIR"] == os.path.abspath("runs/x/.jax_cache")
+    assert placement.placements(1, [], [0])[0].apply({}) == {}  # no root: no cache
+
+
 def test_gpu_detection(tmp_path, monkeypatch):
     assert placement.detect_gpus(None, {"CUDA_VISIBLE_DEVICES": "3,1"}) == ["3", "1"]
     assert placement.detect_gpus(None, {"CUDA_VISIBLE_DEVICES": ""}) == []
@@ -232,6 +254,9 @@ def test_parallel_cells_run_at_once_each_with_its_share_of_the_machine(tmp_path,
         assert env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.600"  # 0.9 * 2 / 3
         assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
         assert env["OMP_NUM_THREADS"] == str(len(env["cores"]))
+        # One JAX compilation cache for every cell of the sweep, under its root.
+        assert env["JAX_COMPILATION_CACHE_DIR"] == str(root.resolve() / ".jax_cache")
+        assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
     assert any("running in slot 2" in line for line in lines)
     assert any("to go, ETA" in line for line in lines)
     # State: one file per cell (the truth) and the root view derived from them.
