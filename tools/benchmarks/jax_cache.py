@@ -7,8 +7,13 @@ sweep gives it:
 
 * `off`: no cache (`JAX_COMPILATION_CACHE_DIR=` empty), the reference;
 * then `--pairs` pairs, their order alternating: `cold` (a fresh, empty cache:
-  it compiles and writes every program) and `warm` (the cache of an earlier
-  cold run: it loads them, as every cell of a sweep after the first does).
+  it compiles and writes every program) and `warm` (a cache filled by the
+  same cell with another seed: it loads what it can, as every cell of a
+  sweep after the first does).
+
+The measured cells use seed 0 (`run.seed`, `load.seed`), the filling one
+seed 1; a program that embeds seed-dependent constants (EPSD's scorer embeds
+the initial weights) misses the warm cache, as it does in a sweep.
 
 Figures: per pair warm/cold of the process wall time and of the run's own
 `seconds.total` (`metrics.json`), the median over pairs (tools/bench.py's
@@ -55,15 +60,17 @@ flags.DEFINE_string("workdir", None, "Keep the runs here (default: a temporary d
 flags.DEFINE_string("output", "runs/jax_cache.json", "Where to write the JSON results.")
 
 
-def run_cell(workdir: str, cache: str | None, base_gin, bindings) -> dict:
-    """One `tools/run.py` process; `cache`: its compilation cache (None: off)."""
+def run_cell(workdir: str, root: str | None, base_gin, bindings, seed: int = 0) -> dict:
+    """One `tools/run.py` process with the compilation cache of the sweep root `root`
+    (None: the cache off)."""
+    bindings = [*bindings, f"run.seed = {seed}", f"load.seed = {seed}"]
     command = [sys.executable, grid.RUN_TOOL, *[f"--gin_file={g}" for g in base_gin],
                *[f"--gin_bindings={b}" for b in bindings], f"--workdir={workdir}"]
     env = dict(os.environ, KERAS_BACKEND="jax")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
     env.pop("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", None)
-    env = (placement.compilation_cache(os.path.dirname(cache)) | env if cache else
-           dict(env, JAX_COMPILATION_CACHE_DIR=""))
+    env = (placement.Placement({}, None, placement.compilation_cache(root)).apply(env)
+           if root else dict(env, JAX_COMPILATION_CACHE_DIR=""))
     start = time.perf_counter()
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - start
@@ -74,7 +81,7 @@ def run_cell(workdir: str, cache: str | None, base_gin, bindings) -> dict:
 
 
 def cache_size(cache: str) -> dict:
-    names = [n for n in os.listdir(cache)] if os.path.isdir(cache) else []
+    names = os.listdir(cache) if os.path.isdir(cache) else []
     return {"entries": len(names),
             "bytes": sum(os.path.getsize(os.path.join(cache, n)) for n in names)}
 
@@ -103,17 +110,16 @@ def run(base_gin, bindings, pairs: int, scratch: str) -> dict:
     reference = fingerprint(reference_dir)
     rows, identical, size = [], {}, None
     for index in range(pairs):
-        caches = {kind: os.path.join(scratch, f"pair{index}-{kind}", placement.JAX_CACHE)
-                  for kind in ("cold", "warm")}
-        # The warm run's cache: filled by a cold run of its own, not timed.
-        run_cell(os.path.join(scratch, f"pair{index}-fill"), caches["warm"], base_gin,
-                 bindings)
+        roots = {kind: os.path.join(scratch, f"pair{index}-{kind}") for kind in ("cold", "warm")}
+        # The warm run's cache: filled by another seed's cell (untimed), as in a sweep.
+        run_cell(os.path.join(roots["warm"], "fill"), roots["warm"], base_gin, bindings,
+                 seed=1)
         row = {}
         for kind in ("cold", "warm") if index % 2 == 0 else ("warm", "cold"):
-            workdir = os.path.join(scratch, f"pair{index}-{kind}", "cell")
-            row[kind] = run_cell(workdir, caches[kind], base_gin, bindings)
+            workdir = os.path.join(roots[kind], "cell")
+            row[kind] = run_cell(workdir, roots[kind], base_gin, bindings)
             identical[f"pair{index}-{kind}"] = fingerprint(workdir) == reference
-        size = cache_size(caches["cold"])
+        size = cache_size(os.path.join(roots["cold"], placement.JAX_CACHE))
         row["wall_ratio"] = row["warm"]["wall_seconds"] / row["cold"]["wall_seconds"]
         row["run_ratio"] = row["warm"]["run_seconds"] / row["cold"]["run_seconds"]
         logging.info("pair %d: cold %.1f s, warm %.1f s (wall); warm/cold %.3f", index,
