@@ -52,12 +52,17 @@ TIMING_COLUMNS = ("epoch_seconds", "images_per_second")
 TIMING_METRICS = ("seconds", "cost")
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("base_gin", ["gin/smoke.gin"], "The cell's gin file(s).")
-flags.DEFINE_multi_string("gin_bindings", [], "The cell's extra gin bindings.")
-flags.DEFINE_integer("pairs", 3, "Pairs of cold and warm runs (order alternating).",
-                     lower_bound=1)
-flags.DEFINE_string("workdir", None, "Keep the runs here (default: a temporary directory).")
-flags.DEFINE_string("output", "runs/jax_cache.json", "Where to write the JSON results.")
+
+
+def define_flags() -> None:
+    """The command's flags (defined only when run, so that other benchmarks' flags of
+    the same names can be imported alongside this module, e.g. in the tests)."""
+    flags.DEFINE_multi_string("base_gin", ["gin/smoke.gin"], "The cell's gin file(s).")
+    flags.DEFINE_multi_string("gin_bindings", [], "The cell's extra gin bindings.")
+    flags.DEFINE_integer("pairs", 3, "Pairs of cold and warm runs (order alternating).",
+                         lower_bound=1)
+    flags.DEFINE_string("workdir", None, "Keep the runs here (default: a temporary directory).")
+    flags.DEFINE_string("output", "runs/jax_cache.json", "Where to write the JSON results.")
 
 
 def run_cell(workdir: str, root: str | None, base_gin, bindings, seed: int = 0) -> dict:
@@ -153,4 +158,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
