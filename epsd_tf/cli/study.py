@@ -13,6 +13,10 @@
       ... and the cut cells, so the same sweep commands resume them
   python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2"
       commit those files (refused: unplanned cells, another configuration)
+  python tools/study.py device --seconds=500 --parallel=8 --to=$OUT [--unfinished=<dir>]
+      one device call (on the GPU machine): restore, the plan's next sweeps sharing
+      --parallel slots until --seconds, then pack finished and unfinished cells,
+      the sweep logs and a summary into --to (at most 8 files)
   python tools/study.py report [--to=docs/RESULTS.md]
       re-create docs/RESULTS.md and its figures from the committed cells (CPU, seconds)
 
@@ -29,11 +33,12 @@ from absl import app, flags, logging
 from epsd_tf import cli
 
 FLAGS = flags.FLAGS
-ACTIONS = ("plan", "restore", "pack", "collect", "report")
+ACTIONS = ("plan", "restore", "pack", "collect", "report", "device")
 RESULTS = "docs/results/study"
 flags.DEFINE_string("results", RESULTS, "The committed study results (plan, restore, report).")
 flags.DEFINE_string("from", None, "pack: the study root; collect: a tarball, study or sweep root.")
 flags.DEFINE_string("to", None, "restore: the sweep root (runs/study); pack: the tarball; "
+                    "device: the output directory ($OUT); "
                     "collect: the committed tree (default --results); report: RESULTS.md.")
 flags.DEFINE_string("unfinished_to", None, "pack: also write the unfinished cells (whole, "
                     "to resume on the next machine) as unfinished-NN.tar.gz parts here.")
@@ -41,12 +46,18 @@ flags.DEFINE_integer("unfinished_parts", None, "pack: at most this many unfinish
                      "(the device brings back 8 files); the least advanced cells are left out.")
 flags.DEFINE_string("unfinished", None, "restore: a directory of unfinished-NN.tar.gz parts "
                     "written by pack --unfinished_to; their cells go back under --to.")
+flags.DEFINE_float("seconds", None, "device: stop the sweeps this many seconds after the "
+                   "start (leave ~60 s under the machine's command limit to stop and pack).")
+flags.DEFINE_integer("parallel", 8, "device: cell slots the sweeps share (8 on one H200).")
+flags.DEFINE_list("phases", None, "device: only these phases of the plan (default: every "
+                  "phase with cells left, in plan order).")
 flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the next.")
-flags.DEFINE_list("sweep_flags", [], "plan: flags appended to every sweep command, "
-                  "e.g. --parallel=5.")
+flags.DEFINE_list("sweep_flags", [], "plan, device: flags appended to every sweep "
+                  "command, e.g. --parallel=5 (plan).")
 flags.DEFINE_float("cells_per_hour", None, "plan: measured throughput (e.g. 8 cells at once "
                    "on one H200, ~500 s each: ~58); adds device minutes per phase.")
-flags.DEFINE_string("runs_root", "runs/study", "plan: the study root on the GPU machine.")
+flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on the GPU "
+                    "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
                     "--parallel), kept in <results>/sessions.json and shown in RESULTS.md.")
 flags.DEFINE_string("figures", None, "report: the figure directory "
@@ -97,6 +108,29 @@ def _plan() -> int:
     return 0
 
 
+def _device() -> int:
+    from epsd_tf.study import device, plan
+    if not FLAGS.to or FLAGS.seconds is None:
+        raise app.UsageError("device needs --to=<output directory> and --seconds=<deadline>")
+    phases = plan.PHASES
+    if FLAGS.phases:
+        names = [p.name for p in plan.PHASES]
+        unknown = [n for n in FLAGS.phases if n not in names]
+        if unknown:
+            raise app.UsageError(f"unknown phases {unknown}; valid: {names}")
+        phases = [p for p in plan.PHASES if p.name in FLAGS.phases]
+    if FLAGS.unfinished and not os.path.isdir(FLAGS.unfinished):
+        raise app.UsageError(f"--unfinished={FLAGS.unfinished} is not a directory")
+    try:
+        summary = device.run_call(FLAGS.runs_root, FLAGS.to, FLAGS.seconds, FLAGS.parallel,
+                                  results_dir=FLAGS.results, unfinished=FLAGS.unfinished,
+                                  phases=phases, sweep_flags=FLAGS.sweep_flags, say=_say)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    _say("cells left per phase: " + ", ".join(f"{k} {v}" for k, v in summary["left"].items()))
+    return 0
+
+
 def _main(argv):
     if len(argv) != 2 or argv[1] not in ACTIONS:
         raise app.UsageError(f"give one action of {ACTIONS}, got {argv[1:]}")
@@ -104,6 +138,8 @@ def _main(argv):
     if action == "plan":
         return _plan()
     from epsd_tf.study import archive
+    if action == "device":
+        return _device()
     if action == "restore":
         runs = FLAGS.to or "runs/study"
         copied = archive.restore(FLAGS.results, runs)

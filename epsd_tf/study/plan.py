@@ -77,6 +77,11 @@ class Sweep:
 
     def command(self, runs_root: str = RUNS_ROOT, sweep_flags: Sequence[str] = ()) -> str:
         """The shell command (run from the repository root)."""
+        return shlex.join(["python", *self.argv(runs_root, sweep_flags)])
+
+    def argv(self, runs_root: str = RUNS_ROOT, sweep_flags: Sequence[str] = (),
+             sweep_tool: str = SWEEP_TOOL) -> list[str]:
+        """The sweep script and its arguments (after the Python interpreter)."""
         args = [f"--base_gin={f}" for f in self.family.gin_files]
         args += [f"--gin_bindings={b}" for b in self.family.bindings]
         args += [f"--scorers={','.join(self.scorers)}", f"--methods={','.join(self.methods)}"]
@@ -84,7 +89,7 @@ class Sweep:
             args.append(f"--sparsities={','.join(repr(s) for s in self.sparsities)}")
         args += [f"--seeds={','.join(str(s) for s in self.seeds)}",
                  f"--root={os.path.join(runs_root, self.family.name)}", *sweep_flags]
-        return shlex.join(["python", SWEEP_TOOL, *args])
+        return [sweep_tool, *args]
 
 
 @dataclasses.dataclass(frozen=True)

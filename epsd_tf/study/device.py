@@ -1,0 +1,218 @@
+"""One device call of the study: restore, run the plan's next sweeps until a deadline, pack.
+
+A GPU machine is lent for commands of a few minutes, and nothing stays on it
+between machines. `run_call` does one such command's worth of the study:
+
+1. `archive.restore` the committed cells, and `archive.restore_unfinished` the
+   cells the previous call cut (its `unfinished-NN.tar.gz` parts), into the
+   sweep roots;
+2. runs the plan's sweeps that still have unfinished cells, phase by phase in
+   plan order, as `tools/sweep.py` processes that share `parallel` cell slots:
+   each sweep gets as many slots as it has cells left (at most the free ones),
+   and a sweep's slots go to the next sweep in the queue when it ends, so the
+   GPU stays full across sweeps and phases;
+3. at the deadline stops every sweep with SIGINT (its cells are marked
+   interrupted and keep their last epoch's backup) and packs the finished cells
+   (`study_cells.tar.gz`, to `tools/study.py collect`) and the unfinished ones
+   (`unfinished/`, to carry into the next call), plus the sweeps' logs and a
+   summary (`study_call.json`): at most 8 files, as the device returns.
+
+The same function runs on any machine (a CPU one runs the same sweeps,
+slowly); the sweep tool and its flags are parameters, so tests use a stand-in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from typing import Callable, Sequence
+
+from absl import logging
+
+from epsd_tf import files
+from epsd_tf.study import archive
+from epsd_tf.study import plan as plan_lib
+from epsd_tf.sweep import grid
+
+POLL = 1.0          # seconds between looks at the running sweeps
+STOP_GRACE = 60.0   # seconds a stopped sweep gets to mark its cells and exit
+MAX_UNFINISHED_PARTS = 4  # with the cells, the logs and the summary: within 8 files
+CELLS_TARBALL = "study_cells.tar.gz"
+LOGS_TARBALL = "sweep_logs.tar.gz"
+SUMMARY = "study_call.json"
+UNFINISHED_DIR = "unfinished"
+
+
+def remaining(sweep: plan_lib.Sweep, runs_root: str) -> list[grid.Cell]:
+    """The cells of `sweep` not finished under `runs_root`."""
+    root = os.path.join(runs_root, sweep.family.name)
+    return [c for c in sweep.cells() if not files.is_finished(grid.cell_dir(root, c))]
+
+
+def queue(runs_root: str, phases: Sequence[plan_lib.Phase]) -> list[tuple[str, plan_lib.Sweep]]:
+    """`(phase name, sweep)` of every sweep with cells left, in plan order."""
+    return [(phase.name, sweep) for phase in phases for sweep in phase.sweeps
+            if remaining(sweep, runs_root)]
+
+
+class _Running:
+    def __init__(self, phase: str, sweep: plan_lib.Sweep, slots: int, process, log_path: str):
+        self.phase, self.sweep, self.slots = phase, sweep, slots
+        self.process, self.log_path = process, log_path
+        self.started = time.monotonic()
+
+
+def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
+             results_dir: str = "docs/results/study", unfinished: str | None = None,
+             phases: Sequence[plan_lib.Phase] = plan_lib.PHASES,
+             sweep_flags: Sequence[str] = (), sweep_tool: str = plan_lib.SWEEP_TOOL,
+             say: Callable[[str], None] = logging.info) -> dict:
+    """Runs the study for `seconds` on this machine and packs what it did (module doc).
+
+    Args:
+        runs_root: the study's sweep roots (`runs/study`).
+        out_dir: where the packed cells, logs and summary go (`$OUT`).
+        seconds: when to stop the sweeps, from the call's start; leave room
+            under the machine's command limit for packing (about 30 s) and
+            for the sweeps to stop (up to `STOP_GRACE`, usually seconds).
+        parallel: cell slots shared by the sweeps (8 on one H200).
+        results_dir: the committed cells, restored first.
+        unfinished: a directory of the previous call's `unfinished-NN.tar.gz`.
+        phases: the plan's phases to take sweeps from, in order.
+        sweep_flags: flags added to every sweep command.
+        sweep_tool: the sweep script.
+        say: receives the progress lines.
+
+    Returns:
+        The summary also written to `out_dir/study_call.json`.
+
+    Raises:
+        ValueError: `seconds` or `parallel` not positive, before anything runs.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel!r}")
+    start = time.monotonic()
+    deadline = start + seconds
+    os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
+    summary: dict = {"restored": archive.restore(results_dir, runs_root), "sweeps": []}
+    if unfinished:
+        parts = sorted(os.path.join(unfinished, n) for n in os.listdir(unfinished)
+                       if n.startswith("unfinished-") and n.endswith(".tar.gz"))
+        summary["resumed"] = archive.restore_unfinished(parts, runs_root)["restored"]
+    say(f"restored {len(summary['restored'])} committed cells, "
+        f"{len(summary.get('resumed', []))} cut cells to resume")
+    todo = queue(runs_root, phases)
+    say(f"{len(todo)} sweeps with cells left: "
+        + ", ".join(f"{p}/{s.family.name}({len(remaining(s, runs_root))})" for p, s in todo))
+    running: list[_Running] = []
+    stopping = False
+
+    def stop(signum, frame):  # the machine's own stop: end as at the deadline
+        nonlocal stopping
+        stopping = True
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while (todo or running) and not stopping and time.monotonic() < deadline:
+            for run in [r for r in running if r.process.poll() is not None]:
+                running.remove(run)
+                _record(summary, run, runs_root, start, say)
+            free = parallel - sum(r.slots for r in running)
+            while free > 0 and todo:
+                phase, sweep = todo.pop(0)
+                left = len(remaining(sweep, runs_root))
+                if not left:
+                    continue
+                slots = min(free, left)
+                running.append(_start(phase, sweep, slots, runs_root, out_dir, sweep_flags,
+                                      sweep_tool, len(summary["sweeps"]) + len(running)))
+                say(f"[{time.monotonic() - start:.0f} s] {phase}: {sweep.family.name} "
+                    f"sweep of {left} cells on {slots} slots")
+                free -= slots
+            time.sleep(POLL)
+        _stop(running, say)
+        for run in running:
+            _record(summary, run, runs_root, start, say)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    summary["stopped"] = "deadline" if todo or running else "every planned cell finished"
+    summary["seconds"] = round(time.monotonic() - start, 1)
+    summary.update(_pack(runs_root, out_dir))
+    summary["left"] = {phase.name: sum(len(remaining(s, runs_root)) for s in phase.sweeps)
+                       for phase in phases}
+    with open(os.path.join(out_dir, SUMMARY), "w") as f:
+        json.dump(summary, f, indent=2)
+    say(f"packed {len(summary['finished'])} finished cells, {len(summary['unfinished'])} "
+        f"unfinished ({len(summary['left_out'])} left out) in {summary['seconds']} s")
+    return summary
+
+
+def _start(phase, sweep, slots, runs_root, out_dir, sweep_flags, sweep_tool, number):
+    argv = [sys.executable, *sweep.argv(runs_root, [*sweep_flags, f"--parallel={slots}"],
+                                        sweep_tool)]
+    log_path = os.path.join(out_dir, "logs", f"{number:02d}-{phase}-{sweep.family.name}.log")
+    log = open(log_path, "w")
+    log.write(" ".join(argv) + "\n")
+    log.flush()
+    process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    log.close()
+    return _Running(phase, sweep, slots, process, log_path)
+
+
+def _stop(running: list[_Running], say) -> None:
+    """SIGINT to every sweep (they mark their cells interrupted), SIGKILL after the grace."""
+    for run in running:
+        if run.process.poll() is None:
+            _signal(run.process, signal.SIGINT)
+    if running:
+        say(f"stopping {len(running)} sweeps")
+    end = time.monotonic() + STOP_GRACE
+    while time.monotonic() < end and any(r.process.poll() is None for r in running):
+        time.sleep(0.2)
+    for run in running:
+        if run.process.poll() is None:
+            logging.warning("sweep %s did not stop in %.0f s: killed", run.log_path, STOP_GRACE)
+            _signal(run.process, signal.SIGKILL)
+            run.process.wait()
+
+
+def _signal(process, signum) -> None:
+    try:
+        os.killpg(process.pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _record(summary, run: _Running, runs_root, start, say) -> None:
+    left = len(remaining(run.sweep, runs_root))
+    summary["sweeps"].append({
+        "phase": run.phase, "family": run.sweep.family.name, "slots": run.slots,
+        "cells": len(run.sweep.cells()), "left": left, "returncode": run.process.returncode,
+        "seconds": round(time.monotonic() - run.started, 1),
+        "log": os.path.basename(run.log_path)})
+    say(f"[{time.monotonic() - start:.0f} s] {run.phase}: {run.sweep.family.name} sweep "
+        f"ended (exit {run.process.returncode}), {left} cells left")
+
+
+def _pack(runs_root: str, out_dir: str) -> dict:
+    finished = archive.pack(runs_root, os.path.join(out_dir, CELLS_TARBALL)) \
+        if os.path.isdir(runs_root) else []
+    unfinished = archive.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
+                                         max_parts=MAX_UNFINISHED_PARTS) \
+        if os.path.isdir(runs_root) else {"packed": [], "left_out": []}
+    logs = os.path.join(out_dir, "logs")
+    with tarfile.open(os.path.join(out_dir, LOGS_TARBALL), "w:gz") as tar:
+        for name in sorted(os.listdir(logs)):
+            tar.add(os.path.join(logs, name), arcname=name)
+    files.remove(logs)
+    return {"finished": finished, "unfinished": unfinished["packed"],
+            "left_out": unfinished["left_out"]}

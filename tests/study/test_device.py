@@ -1,0 +1,138 @@
+"""Tests for epsd_tf.study.device: one device call (restore, sweeps until a deadline, pack).
+
+The sweeps are the real `tools/sweep.py`; the cell runs are a stand-in for
+tools/run.py (`--run_tool`) that writes what a finished cell writes, after an
+optional sleep with a backup on disk (a cell the deadline can cut).
+"""
+
+import json
+import os
+import tarfile
+import textwrap
+import time
+
+import pytest
+
+from epsd_tf.study import archive, device, plan
+from epsd_tf.sweep import grid
+from tests.train.test_sweep import REPO
+
+pytestmark = pytest.mark.jax  # backend-neutral: also in the TF-free JAX suite
+
+RUN = textwrap.dedent("""\
+    import json, os, sys, time
+    args = sys.argv[1:]
+    workdir = next(a.split("=", 1)[1] for a in args if a.startswith("--workdir="))
+    name = os.path.basename(workdir)
+    resumed = os.path.isdir(os.path.join(workdir, "backup"))
+    with open(os.environ["FAKE_EVENTS"], "a") as f:
+        f.write(f"{time.time()} start {name} {int(resumed)}\\n")
+    os.makedirs(os.path.join(workdir, "backup"), exist_ok=True)
+    with open(os.path.join(workdir, "backup", "position.json"), "w") as f:
+        f.write("{}")
+    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    with open(os.path.join(workdir, "config.gin"), "w") as f:
+        f.write("build.name = 'resnet20'\\n")
+    with open(os.path.join(workdir, "metrics.json"), "w") as f:
+        json.dump({"test": {"accuracy": 0.5}, "epochs": 1, "method": "dlb", "pruning": None,
+                   "seconds": {"training": 1.0}}, f)
+    with open(os.environ["FAKE_EVENTS"], "a") as f:
+        f.write(f"{time.time()} end {name} {int(resumed)}\\n")
+""")
+FAMILY = plan.Family("fam", ("gin/smoke.gin",))
+PHASES = (plan.Phase("first", "", (plan.Sweep(FAMILY, ("snip", "random"), ("dlb",), (0,),
+                                              (0.9, 0.95)),)),
+          plan.Phase("second", "", (plan.Sweep(FAMILY, ("dense",), ("dlb", "none"), (0,)),)))
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch):
+    script = tmp_path / "run.py"
+    script.write_text(RUN)
+    events = tmp_path / "events.txt"
+    monkeypatch.setenv("FAKE_EVENTS", str(events))
+    monkeypatch.setenv("PYTHONPATH", REPO)
+    monkeypatch.chdir(REPO)
+
+    def read():
+        if not events.exists():
+            return []
+        return [(float(t), kind, name, resumed == "1") for t, kind, name, resumed in
+                (line.split() for line in events.read_text().splitlines())]
+    return [f"--run_tool={script}"], read
+
+
+def _most_at_once(events):
+    running, most = 0, 0
+    for _, kind, _, _ in sorted(events):
+        running += 1 if kind == "start" else -1
+        most = max(most, running)
+    return most
+
+
+def test_a_call_runs_the_phases_on_shared_slots_and_packs_every_cell(tmp_path, stand_in,
+                                                                      monkeypatch):
+    flags, events = stand_in
+    monkeypatch.setenv("FAKE_SLEEP", "1.0")
+    runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
+    summary = device.run_call(runs, out, seconds=120, parallel=3, sweep_flags=flags,
+                              results_dir=str(tmp_path / "none"), phases=PHASES)
+    assert summary["stopped"] == "every planned cell finished"
+    assert summary["left"] == {"first": 0, "second": 0}
+    names = sorted(c.name for p in PHASES for s in p.sweeps for c in s.cells())
+    assert sorted(n for _, k, n, _ in events() if k == "end") == names  # each cell once
+    assert _most_at_once(events()) <= 3  # the sweeps share the slots...
+    first, second = summary["sweeps"]
+    assert (first["slots"], second["slots"]) == (3, 2)  # ...and pass them on
+    with tarfile.open(os.path.join(out, device.CELLS_TARBALL)) as tar:
+        packed = {n.split("/")[2] for n in tar.getnames()}
+    assert packed == set(names)
+    assert sorted(os.listdir(out)) == sorted([device.CELLS_TARBALL, device.LOGS_TARBALL,
+                                              device.SUMMARY, device.UNFINISHED_DIR])
+    assert json.load(open(os.path.join(out, device.SUMMARY)))["finished"] == [
+        f"fam/{n}" for n in sorted(names)]
+
+
+def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, stand_in,
+                                                                      monkeypatch):
+    flags, events = stand_in
+    monkeypatch.setenv("FAKE_SLEEP", "60")
+    out1, out2 = str(tmp_path / "out1"), str(tmp_path / "out2")
+    start = time.monotonic()
+    first = device.run_call(str(tmp_path / "a"), out1, seconds=6, parallel=2,
+                            sweep_flags=flags, results_dir=str(tmp_path / "none"),
+                            phases=PHASES)
+    assert time.monotonic() - start < 6 + device.STOP_GRACE
+    assert first["stopped"] == "deadline" and first["finished"] == []
+    cut = sorted(first["unfinished"])
+    assert len(cut) == 2 and first["left"]["first"] == 4
+    assert len(os.listdir(os.path.join(out1, device.UNFINISHED_DIR))) == 1
+    # The next call, on another root (another machine), resumes them and runs the rest.
+    monkeypatch.setenv("FAKE_SLEEP", "0")
+    second = device.run_call(str(tmp_path / "b"), out2, seconds=120, parallel=2,
+                             sweep_flags=flags, results_dir=str(tmp_path / "none"),
+                             unfinished=os.path.join(out1, device.UNFINISHED_DIR),
+                             phases=PHASES)
+    assert sorted(second["resumed"]) == cut
+    assert second["stopped"] == "every planned cell finished"
+    resumed = {n for _, k, n, r in events() if k == "start" and r}
+    assert {f"fam/{n}" for n in resumed} == set(cut)
+
+
+def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
+    for kwargs, message in (({"seconds": 0, "parallel": 1}, "seconds"),
+                            ({"seconds": 10, "parallel": 0}, "parallel")):
+        with pytest.raises(ValueError, match=message):
+            device.run_call(str(tmp_path / "r"), str(tmp_path / "o"), phases=PHASES, **kwargs)
+    assert not os.path.exists(tmp_path / "o") and not os.path.exists(tmp_path / "r")
+
+
+def test_the_queue_skips_sweeps_whose_cells_are_finished(tmp_path):
+    runs = str(tmp_path / "runs")
+    dense = PHASES[1].sweeps[0]
+    for cell in dense.cells():
+        directory = grid.cell_dir(os.path.join(runs, "fam"), cell)
+        os.makedirs(directory)
+        open(os.path.join(directory, "metrics.json"), "w").write("{}")
+    assert [p for p, _ in device.queue(runs, PHASES)] == ["first"]
+    assert archive.unfinished_cells(runs) == {}
