@@ -136,3 +136,21 @@ def test_the_queue_skips_sweeps_whose_cells_are_finished(tmp_path):
         open(os.path.join(directory, "metrics.json"), "w").write("{}")
     assert [p for p, _ in device.queue(runs, PHASES)] == ["first"]
     assert archive.unfinished_cells(runs) == {}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seconds=5"], "--to=<output directory>"),
+    (["--to={out}", "--seconds=5", "--phases=core,nope"], "unknown phases ['nope']"),
+    (["--to={out}", "--seconds=5", "--unfinished=/no/such/dir"], "is not a directory"),
+    (["--to={out}", "--seconds=5", "--parallel=0"], "parallel must be >= 1"),
+])
+def test_the_command_refuses_bad_flags_before_writing_anything(tmp_path, flags, message):
+    import subprocess
+    import sys
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = [sys.executable, "tools/study.py", "device", f"--runs_root={runs}",
+            *(f.format(out=out) for f in flags)]
+    result = subprocess.run(argv, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0 and message in result.stderr + result.stdout
+    assert not out.exists() and not runs.exists()
