@@ -69,7 +69,7 @@ def load(results_dir: str) -> list[dict]:
                 arch=_value(parameters, "build.name"),
                 allocation=allocation(parameters),
                 landscape_run=_value(parameters, "run.landscape", "None") != "None",
-                wall_seconds=state.get("elapsed"),
+                wall_seconds=state.get("elapsed_total", state.get("elapsed")),
                 **{field: cost.get(field) for field in COST_FIELDS})
             rows.append(row)
     return rows

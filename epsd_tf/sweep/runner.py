@@ -136,6 +136,9 @@ class CellRun:
             return False
         try:
             self._refresh_entry()
+            # Wall time of the earlier attempts (entries written before `elapsed_total`
+            # existed hold only the last attempt's `elapsed`).
+            self.earlier = float(self.entry.get("elapsed_total", self.entry.get("elapsed", 0.0)))
             self._clear_dead_run_lock()
             files.write_json(os.path.join(self.directory, results.CELL_FILE),
                              self.cell.description())
@@ -211,8 +214,9 @@ class CellRun:
         returncode = self.process.wait()
         self.log.close()
         finished = returncode == 0 and files.is_finished(self.directory)
+        elapsed = self.elapsed
         self.entry.update(status="done" if finished else "failed", returncode=returncode,
-                          elapsed=self.elapsed)
+                          elapsed=elapsed, elapsed_total=self.earlier + elapsed)
         self.state.save_cell(self.cell)
         files.release_lock(self.lock_path, self.owner)
         if not finished:
@@ -231,7 +235,9 @@ class CellRun:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
-        self.entry.update(status="interrupted", elapsed=self.elapsed)
+        elapsed = self.elapsed
+        self.entry.update(status="interrupted", elapsed=elapsed,
+                          elapsed_total=self.earlier + elapsed)
         self.state.save_cell(self.cell)
         files.release_lock(self.lock_path, self.owner)
 

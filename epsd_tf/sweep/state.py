@@ -4,7 +4,9 @@ The truth is one `cell_state.json` per cell, in the cell's directory, written
 only by the process holding the cell's lock (so several workers and several
 shards sharing a root never write the same file at once). Its entry:
 `status` (`running`, `done`, `failed`, `interrupted`), `attempts`,
-`started`, `elapsed`, `returncode`, `host`, `pid` (of the sweep), `cell_pid`
+`started`, `elapsed` (the last attempt's wall seconds), `elapsed_total` (every
+attempt's, also across machines when the cell's directory travels),
+`returncode`, `host`, `pid` (of the sweep), `cell_pid`
 (of the cell's process) and `config` (gin files and bindings).
 
 `sweep_state.json` in the root is a derived view, `{"cells": {name: entry}}`

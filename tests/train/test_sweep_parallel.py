@@ -374,9 +374,12 @@ def test_a_killed_parallel_sweep_resumes_and_runs_every_cell_once(tmp_path, slow
     finished = set(_ends(events()))
     interrupted = {n for _, k, n, _ in events() if k == "start"} - finished
     assert len(finished) >= 2 and interrupted
+    cut_seconds = {}
     for name in interrupted:
         entry = json.loads((root / "cells" / name / "cell_state.json").read_text())
         assert entry["status"] == "interrupted"
+        assert entry["elapsed_total"] == entry["elapsed"] > 0
+        cut_seconds[name] = entry["elapsed"]
         assert not (root / "cells" / name / "cell.lock").exists()
     assert json.loads((root / "shards" / "0-of-1.json").read_text())["phase"] == "stopped"
 
@@ -388,6 +391,9 @@ def test_a_killed_parallel_sweep_resumes_and_runs_every_cell_once(tmp_path, slow
     assert _ends(events()) == names  # every cell finished exactly once over both sweeps
     for name in finished:
         assert f"{name}: done (finished earlier, skipped)" in result.stdout
+    for name, seconds in cut_seconds.items():  # the wall time counts both attempts
+        entry = json.loads((root / "cells" / name / "cell_state.json").read_text())
+        assert entry["elapsed_total"] == pytest.approx(seconds + entry["elapsed"])
     assert "| none | dense |" in (root / "results.md").read_text()
 
     status = subprocess.run([sys.executable, SWEEP, f"--root={root}", "--status"], cwd=REPO,
