@@ -35,7 +35,6 @@ phase, so a cut run keeps what finished), `summary.txt` (also printed) and
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
@@ -68,9 +67,9 @@ FULL = {"gin": ["gin/quickstart.gin"],
         "epochs": 10, "throughput": {"batch_size": 256, "steps": 200, "rounds": 5},
         "min_seconds": {"throughput": 60, "one_device": 90, "data_parallel": 90}}
 SMOKE = {"gin": ["gin/smoke.gin"],
-         "bindings": ["load.num_examples = 1024", "run.epochs = 4", "run.verbose = 2",
-                      "run.backup_every_steps = 1"],
-         "epochs": 4, "throughput": {"batch_size": 8, "steps": 3, "rounds": 2},
+         "bindings": ["load.num_examples = 520", "run.epochs = 3", "run.verbose = 2",
+                      "run.backup_every_steps = 2"],
+         "epochs": 3, "throughput": {"batch_size": 8, "steps": 3, "rounds": 2},
          "min_seconds": {"throughput": 0, "one_device": 0, "data_parallel": 0}}
 KILL_EPOCH = 1  # killed once a backup inside this epoch (0-based) or later exists
 LOG_TAIL_LINES = 60
@@ -201,9 +200,12 @@ class Driver:
         workdir = os.path.join(self.scratch, "data_parallel_seed0")
         command = self.run_command(workdir, 0, "--distribution=data_parallel")
         env = self.env(self.devices)
-        killed_at = _kill_mid_epoch(self.start("data_parallel_killed", command, env),
-                                    os.path.join(workdir, "backup", "position.json"),
+        first = self.start("data_parallel_killed", command, env)
+        killed_at = _kill_mid_epoch(first, os.path.join(workdir, "backup", "position.json"),
                                     self.left)
+        if killed_at is None and first.returncode != 0:
+            raise RuntimeError(f"the data-parallel run ended with {first.returncode} before "
+                               f"it could be killed; see logs.txt")
         relaunch = os.path.join(self.scratch, "data_parallel_resumed.log")
         code = self.wait(self.start("data_parallel_resumed", command, env))
         with open(relaunch) as f:
@@ -257,7 +259,8 @@ def _kill_mid_epoch(process: subprocess.Popen, position: str, left) -> dict | No
     """SIGKILLs `process` once its backup is inside epoch >= KILL_EPOCH, mid-epoch.
 
     Returns the backup position read after the kill (what a re-run resumes
-    from), or None when the run ended (or the budget did) before that.
+    from), or None when the run ended (or the budget did) before that; then
+    `process.returncode` tells which.
     """
     while process.poll() is None and left() > 1.0:
         try:
@@ -270,6 +273,11 @@ def _kill_mid_epoch(process: subprocess.Popen, position: str, left) -> dict | No
         time.sleep(0.05)
     _kill(process)
     return None
+
+
+def _interrupt(signum, frame):
+    """SIGTERM (`timeout`, the device's limit) ends the run like Ctrl-C: results kept."""
+    raise KeyboardInterrupt
 
 
 def summary(result: dict) -> str:
@@ -332,7 +340,7 @@ def main(argv):
                     FLAGS.host_devices)
     if driver.devices < 2:
         raise app.UsageError(f"data_parallel needs >= 2 devices; found GPUs {driver.gpus}")
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         driver.phase("throughput", driver.throughput)
         driver.phase("one_device", driver.one_device)

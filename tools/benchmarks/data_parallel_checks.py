@@ -155,7 +155,7 @@ def check_resume(workdir: str, killed_at: dict | None, relaunch_log: str,
     found = _RESUMED.search(relaunch_log)
     resumed = None
     if killed_at is None:
-        problems.append("the run was never killed (it finished before a backup was seen)")
+        problems.append("the run was never killed (it ended before a mid-epoch backup was seen)")
     elif killed_at.get("batches_done", 0) == 0:
         problems.append(f"killed at an epoch boundary ({killed_at}), not mid-epoch")
     if found is None:
