@@ -26,7 +26,7 @@ Everything goes into `--out`: `data_parallel.json` (rewritten after each
 phase, so a cut run keeps what finished), `summary.txt` (also printed) and
 `logs.txt` (the tail of every subprocess's log). Workdirs go to `--scratch`.
 
-  # two GPUs (README "Scale out"): about 6 minutes on 2 H200s
+  # two GPUs (README "Scale out"): sized for 480 s on 2 H200s (an estimate)
   python tools/benchmarks/data_parallel.py --out=runs/dp --budget_s=480
   # CPU check, two forced host devices (tests/jax/test_data_parallel_bench.py)
   XLA_FLAGS=--xla_force_host_platform_device_count=2 KERAS_BACKEND=jax \
