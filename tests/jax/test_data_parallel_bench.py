@@ -82,6 +82,7 @@ def test_masks_of_another_seed_or_one_flipped_bit_differ(smoke, tmp_path):
     name = _flip_one_mask_bit(seed0, flipped)
     result = checks.compare_masks(seed0, flipped)
     assert not result["identical"] and result["differing"] == [name]
+    assert result["differing_entries"] == 1
     assert not result["all_weights_identical"]
     assert checks.compare_masks(seed0, seed0)["identical"]
 

@@ -77,17 +77,21 @@ def compare_masks(path_a: str, path_b: str) -> dict:
     Returns:
         `{"identical": bool, "masks": count, "kept": kept weights of a,
         "differing": [mask paths that differ or exist in one file only],
-        "all_weights_identical": bool}`.
+        "differing_entries": mask entries that differ (a few: round-off at the
+        score threshold; many: another mask), "all_weights_identical": bool}`.
     """
     a, b = masks(path_a), masks(path_b)
     differing = sorted(set(a) ^ set(b))
     differing += [k for k in sorted(set(a) & set(b))
                   if a[k].shape != b[k].shape or a[k].tobytes() != b[k].tobytes()]
+    flipped = sum(int((a[k] != b[k]).sum()) for k in set(a) & set(b)
+                  if a[k].shape == b[k].shape)
     weights_a, weights_b = _all_weights(path_a), _all_weights(path_b)
     same_weights = set(weights_a) == set(weights_b) and all(
         weights_a[k].tobytes() == weights_b[k].tobytes() for k in weights_a)
     return {"identical": bool(a) and not differing, "masks": len(a),
             "kept": int(sum(int(m.sum()) for m in a.values())), "differing": differing,
+            "differing_entries": flipped,
             "all_weights_identical": same_weights}
 
 
