@@ -58,11 +58,13 @@ from epsd_tf.sweep import placement  # noqa: E402
 # float64 scores (as gin/study_resnet20.gin): float32 round-off moves weights
 # across the score threshold (issue 14), and on a GPU two processes may compile
 # the scoring with other kernels; the mask check is about the distribution.
-# Ten epochs: long enough for the cosine schedule to settle (about 92-93 %,
-# where seed noise is a few tenths of a point), short enough that the three
-# phases fit 8 minutes on 2 H200s (an epoch is about 5 s there, bound by the
-# numpy input path; scoring and compilation cost about a minute per process,
-# less with the shared JAX compilation cache).
+# Ten epochs: the cosine schedule decays to 0 over the run's epochs, so each run
+# ends settled for its length and two runs differ by training noise, not by
+# where they stopped; 10 x 211 steps also give the kill a whole epoch of
+# mid-epoch backups. Short enough for 8 minutes on 2 H200s (estimate): a DLB
+# epoch of 54 000 images took 4.5 s on one H200 (README "GPU users"), bound by
+# the numpy input path; scoring and compilation cost about a minute per
+# process, less with the shared JAX compilation cache.
 FULL = {"gin": ["gin/quickstart.gin"],
         "bindings": ["load.max_train_examples = None", "load.batch_size = 256",
                      "run.epochs = 10", "run.mean_jsv_examples = 0", "run.verbose = 2",
@@ -91,6 +93,33 @@ flags.DEFINE_string("scratch", None, "all: where the workdirs go (default: a new
 flags.DEFINE_integer("host_devices", 2, "all, without GPUs: XLA host devices of the "
                      "data-parallel side.", lower_bound=2)
 flags.DEFINE_string("output", None, "throughput: the JSON written.")
+flags.DEFINE_multi_string("gin_bindings", [], "Bindings appended to the runs' (and the "
+                          "throughput's) config, e.g. 'run.epochs = 8'.")
+flags.DEFINE_integer("steps", None, "Throughput: steps per timed fit (default: the "
+                     "config's).", lower_bound=1)
+flags.DEFINE_integer("rounds", None, "Throughput: timed fits per side (default: the "
+                     "config's).", lower_bound=1)
+_EPOCHS = re.compile(r"^\s*run\.epochs\s*=\s*(\d+)\s*$")
+
+
+def setting_from_flags() -> dict:
+    """FULL or SMOKE with `--gin_bindings`, `--steps` and `--rounds` applied."""
+    base = SMOKE if FLAGS.smoke else FULL
+    bindings = list(base["bindings"]) + list(FLAGS.gin_bindings)
+    epochs = [int(m.group(1)) for m in map(_EPOCHS.match, bindings) if m]
+    throughput = dict(base["throughput"])
+    throughput.update({k: v for k, v in (("steps", FLAGS.steps), ("rounds", FLAGS.rounds))
+                       if v is not None})
+    return dict(base, bindings=bindings, epochs=epochs[-1] if epochs else base["epochs"],
+                throughput=throughput)
+
+
+def passed_flags() -> list:
+    """The command-line flags that shape the setting, for the throughput subprocess."""
+    return ((["--smoke"] if FLAGS.smoke else [])
+            + [f"--gin_bindings={b}" for b in FLAGS.gin_bindings]
+            + [f"--{name}={getattr(FLAGS, name)}" for name in ("steps", "rounds")
+               if getattr(FLAGS, name) is not None])
 
 
 class Driver:
@@ -170,7 +199,7 @@ class Driver:
     def throughput(self) -> dict:
         output = os.path.join(self.scratch, "throughput.json")
         command = [sys.executable, os.path.abspath(__file__), "--mode=throughput",
-                   f"--output={output}"] + (["--smoke"] if self.setting is SMOKE else [])
+                   f"--output={output}", *passed_flags()]
         code = self.wait(self.start("throughput", command, self.env(self.devices)))
         if code != 0:
             raise RuntimeError(f"the throughput process ended with {code} (None: out of "
@@ -340,7 +369,7 @@ def _throughput_main(setting: dict) -> None:
 
 def main(argv):
     del argv
-    setting = SMOKE if FLAGS.smoke else FULL
+    setting = setting_from_flags()
     if FLAGS.mode == "throughput":
         _throughput_main(setting)
         return
