@@ -60,7 +60,7 @@ from epsd_tf.sweep import placement  # noqa: E402
 # the scoring with other kernels; the mask check is about the distribution.
 # Ten epochs: the cosine schedule decays to 0 over the run's epochs, so each run
 # ends settled for its length and two runs differ by training noise, not by
-# where they stopped; 10 x 211 steps also give the kill a whole epoch of
+# where they stopped; 10 x 210 steps also give the kill a whole epoch of
 # mid-epoch backups. Short enough for 8 minutes on 2 H200s (estimate): a DLB
 # epoch of 54 000 images took 4.5 s on one H200 (README "GPU users"), bound by
 # the numpy input path; scoring and compilation cost about a minute per
