@@ -78,6 +78,8 @@ SMOKE = {"gin": ["gin/smoke.gin"],
          "min_seconds": {"throughput": 0, "one_device": 0, "data_parallel": 0}}
 KILL_EPOCH = 1  # killed once a backup inside this epoch (0-based) or later exists
 LOG_TAIL_LINES = 60
+_GPU_PLACEMENT = ("CUDA_VISIBLE_DEVICES", "XLA_PYTHON_CLIENT_PREALLOCATE",
+                  "XLA_PYTHON_CLIENT_MEM_FRACTION")
 _HOST_DEVICES = re.compile(r"--xla_force_host_platform_device_count=\d+")
 
 FLAGS = flags.FLAGS
@@ -155,13 +157,12 @@ class Driver:
                             f"{1 if self.gpus else devices}").strip()
         return env
 
-    def start(self, name: str, command: list, env: dict, preexec=None) -> subprocess.Popen:
+    def start(self, name: str, command: list, env: dict) -> subprocess.Popen:
         log = os.path.join(self.scratch, f"{name}.log")
         self.logs.append((name, log))
         with open(log, "w") as handle:
             process = subprocess.Popen(command, cwd=REPO, env=env, stdout=handle,
-                                       stderr=subprocess.STDOUT, start_new_session=True,
-                                       preexec_fn=preexec)
+                                       stderr=subprocess.STDOUT, start_new_session=True)
         self.processes.append(process)
         return process
 
@@ -207,16 +208,20 @@ class Driver:
         return files.read_json(output)
 
     def one_device(self) -> dict:
+        """The one-device runs, at once: GPU i mod G each (sharing memory when
+        seeds > GPUs, as `sweep/placement.py` places cells), but NOT pinned to
+        cores: the reference must see the CPUs the data-parallel run sees, since
+        the mask of a CPU-scored run depends on the core count (XLA's CPU thread
+        pool; observed on this project's 2-core machine)."""
         slots = placement.placements(len(self.seeds), self.gpus, placement.available_cores())
         processes = {}
         for seed, slot in zip(self.seeds, slots):
-            env = slot.apply(self.env(1))
+            env = self.env(1, {k: v for k, v in slot.env.items() if k in _GPU_PLACEMENT})
             if self.gpus and len(self.seeds) == 1:  # one slot: placements pins nothing
                 env["CUDA_VISIBLE_DEVICES"] = self.gpus[0]
             workdir = os.path.join(self.scratch, f"one_device_seed{seed}")
             processes[seed] = (workdir, self.start(
-                f"one_device_seed{seed}", self.run_command(workdir, seed), env,
-                slot.preexec()))
+                f"one_device_seed{seed}", self.run_command(workdir, seed), env))
         runs = {}
         for seed, (workdir, process) in processes.items():
             code = self.wait(process)
@@ -235,6 +240,9 @@ class Driver:
         first = self.start("data_parallel_killed", command, env)
         killed_at = _kill_mid_epoch(first, os.path.join(workdir, "backup", "position.json"),
                                     self.left)
+        if killed_at is None and self.left() <= 1.0:
+            raise RuntimeError("the budget ran out before the data-parallel run had a "
+                               "mid-epoch backup to resume from")
         if killed_at is None and first.returncode != 0:
             raise RuntimeError(f"the data-parallel run ended with {first.returncode} before "
                                f"it could be killed; see logs.txt")
