@@ -138,8 +138,8 @@ class Driver:
                              PYTHONPATH=os.pathsep.join(
                                  [REPO] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
                              TF_CPP_MIN_LOG_LEVEL="2")
-        self.base_env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                                 os.path.join(scratch, "jax_cache"))
+        for key, value in placement.compilation_cache(scratch).items():  # as a sweep's cells
+            self.base_env.setdefault(key, value)
         self.logs, self.processes = [], []
         self.result = {"config": {"gin": setting["gin"], "bindings": setting["bindings"],
                                   "throughput": setting["throughput"], "seeds": self.seeds,
