@@ -219,6 +219,8 @@ class Driver:
             env = self.env(1, {k: v for k, v in slot.env.items() if k in _GPU_PLACEMENT})
             if self.gpus and len(self.seeds) == 1:  # one slot: placements pins nothing
                 env["CUDA_VISIBLE_DEVICES"] = self.gpus[0]
+            if not self.gpus:  # none detected (no nvidia-smi?): never preallocate twice
+                env.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
             workdir = os.path.join(self.scratch, f"one_device_seed{seed}")
             processes[seed] = (workdir, self.start(
                 f"one_device_seed{seed}", self.run_command(workdir, seed), env))
