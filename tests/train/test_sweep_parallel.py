@@ -348,7 +348,9 @@ def _sweep_cli(root, script, *extra):
 def test_a_killed_parallel_sweep_resumes_and_runs_every_cell_once(tmp_path, slow_run,
                                                                   monkeypatch, signum):
     script, events = slow_run
-    monkeypatch.setenv("FAKE_SLEEP", "1.0")
+    # Cells of 2.5 s: from the 4th start to the grid's end takes >= 5 s. With 1 s cells
+    # CI once saw the sweep exit 0 after the signal, as if it came after the last cell.
+    monkeypatch.setenv("FAKE_SLEEP", "2.5")
     root = tmp_path / "s"
     env = dict(os.environ, PYTHONPATH=REPO)
     process = subprocess.Popen(_sweep_cli(root, script, "--parallel=2"), cwd=REPO, env=env,
