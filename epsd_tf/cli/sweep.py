@@ -104,6 +104,10 @@ def _main(argv):
     if not FLAGS.base_gin and not FLAGS.collect_only:
         raise app.UsageError("--base_gin is required, e.g. --base_gin=gin/quickstart.gin")
     previous_handler = signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    # SIGINT (Ctrl-C, `timeout -s INT`) stops the sweep even when it was started with
+    # SIGINT ignored, as every background job of a shell script is (Python then keeps
+    # the inherited SIG_IGN and would run on to the end).
+    previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return sweep.sweep(
             FLAGS.root, gin_files=FLAGS.base_gin, gin_bindings=FLAGS.gin_bindings,
@@ -118,6 +122,7 @@ def _main(argv):
                          "resume): run the same command to resume") from None
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 def main():
