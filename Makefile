@@ -41,8 +41,9 @@ data:
 quickstart: setup data
 	$(PY) tools/run.py --gin_file=gin/quickstart.gin --workdir=$(WORKDIR)
 
+# Tests marked `backend_free` (no backend code runs) run once, in the JAX suite.
 test: setup data
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not backend_free" tests
 	$(MAKE) test-jax
 
 # The JAX backend without TensorFlow: a separate venv from requirements-jax.txt.

@@ -1,7 +1,8 @@
 """Test selection for the two suites (README, "Tests").
 
-* The TensorFlow suite (`make test`, `.venv`): every test; `tests/jax/` skips
-  itself unless Keras runs on JAX.
+* The TensorFlow suite (`make test`, `.venv`): every test but those marked
+  `backend_free` (no backend code runs in them: `make test` runs them once, in
+  the JAX suite); `tests/jax/` skips itself unless Keras runs on JAX.
 * The JAX suite (`make test-jax`: a TF-free `.venv-jax`, `KERAS_BACKEND=jax`,
   `pytest -m jax`): `tests/jax/` and the backend-neutral tests elsewhere,
   marked `jax` (`pytestmark = pytest.mark.jax` in a module, or per test).
@@ -26,6 +27,9 @@ _HAS_TF = importlib.util.find_spec("tensorflow") is not None
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "jax: also runs in the TF-free JAX suite (make test-jax; tests/conftest.py)")
+    config.addinivalue_line(
+        "markers", "backend_free: runs no Keras backend code (sweep orchestration, study "
+        "bookkeeping): once per `make test`, in the JAX suite; its TF suite deselects it")
 
 
 def _in_jax_suite(path: str) -> bool:

@@ -6,7 +6,8 @@ import pytest
 
 from epsd_tf.analysis import stats
 
-pytestmark = pytest.mark.jax
+# No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
+pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
 
 
 @pytest.mark.parametrize("df, quantile", [(1, 12.7062), (2, 4.3027), (4, 2.7764),

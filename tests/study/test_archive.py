@@ -11,7 +11,8 @@ from epsd_tf.study import archive, plan
 from epsd_tf.sweep import grid
 from tests.study import helpers
 
-pytestmark = pytest.mark.jax
+# No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
+pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
 EPSD_98 = grid.Cell("epsd", "dlb", 0.98, 0)
 DENSE_0 = grid.Cell("dense", "dlb", 0.0, 0)
 

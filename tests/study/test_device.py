@@ -17,7 +17,8 @@ from epsd_tf.study import archive, device, plan
 from epsd_tf.sweep import grid
 from tests.train.test_sweep import REPO
 
-pytestmark = pytest.mark.jax  # backend-neutral: also in the TF-free JAX suite
+# No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
+pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
 
 RUN = textwrap.dedent("""\
     import json, os, sys, time
@@ -73,7 +74,7 @@ def _most_at_once(events):
 def test_a_call_runs_the_phases_on_shared_slots_and_packs_every_cell(tmp_path, stand_in,
                                                                       monkeypatch):
     flags, events = stand_in
-    monkeypatch.setenv("FAKE_SLEEP", "1.0")
+    monkeypatch.setenv("FAKE_SLEEP", "0.5")
     runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
     summary = device.run_call(runs, out, seconds=120, parallel=3, sweep_flags=flags,
                               results_dir=str(tmp_path / "none"), phases=PHASES)

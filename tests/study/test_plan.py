@@ -10,7 +10,8 @@ from epsd_tf.study import plan
 from epsd_tf.sweep import grid
 from tests.study import helpers
 
-pytestmark = pytest.mark.jax
+# No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
+pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

@@ -9,7 +9,8 @@ from epsd_tf.study import archive, compare, plan, report, rows
 from epsd_tf.sweep import grid
 from tests.study import helpers
 
-pytestmark = pytest.mark.jax
+# No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
+pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
 # Test accuracy by (scorer, seed) at 98 %: EPSD − SNIP = +1, +2, +3 pt on seeds 0-2;
 # seed 3 exists for EPSD only (SNIP's is missing).
 ACCURACY = {("epsd", 0): 0.80, ("epsd", 1): 0.82, ("epsd", 2): 0.84, ("epsd", 3): 0.81,

@@ -23,7 +23,8 @@ from epsd_tf import files, sweep
 from epsd_tf.sweep import placement, shards
 from tests.train.test_sweep import FAKE_RUN, HOLD_LOCK, REPO, SWEEP
 
-pytestmark = pytest.mark.jax  # backend-neutral: also in the TF-free JAX suite
+# No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
+pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
 
 ENV_KEYS = ("CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
             "TF_NUM_INTEROP_THREADS", "XLA_FLAGS", "XLA_PYTHON_CLIENT_PREALLOCATE",
