@@ -24,7 +24,6 @@ The plan is `epsd_tf/study/plan.py`; the committed form of a cell
 `epsd_tf/study/archive.py`; the write-up `epsd_tf/study/report.py`.
 """
 
-import glob
 import os
 import sys
 
@@ -145,7 +144,8 @@ def _main(argv):
         copied = archive.restore(FLAGS.results, runs)
         _say(f"restored {len(copied)} committed cells into {runs}")
         if FLAGS.unfinished:
-            parts = sorted(glob.glob(os.path.join(FLAGS.unfinished, "unfinished-*.tar.gz")))
+            parts = (archive.unfinished_parts(FLAGS.unfinished)
+                     if os.path.isdir(FLAGS.unfinished) else [])
             if not parts:
                 raise app.UsageError(f"--unfinished={FLAGS.unfinished} holds no "
                                      "unfinished-NN.tar.gz parts")

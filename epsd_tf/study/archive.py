@@ -161,17 +161,10 @@ def finished_cells(source: str) -> dict[str, str]:
     Raises:
         FileNotFoundError: `source` holds no `cells/` directory at either level.
     """
-    roots = {os.path.basename(os.path.normpath(root)): root for root in _family_roots(source)}
-    if not roots:
+    if not _family_roots(source):
         raise FileNotFoundError(f"{source!r} holds no cells/ directory: pass a study root "
                                 f"(<root>/<family>/cells/) or a sweep root (<root>/cells/)")
-    found = {}
-    for fam, root in roots.items():
-        cells_dir = os.path.join(root, grid.CELLS)
-        for name in sorted(os.listdir(cells_dir)):
-            if files.is_finished(os.path.join(cells_dir, name)):
-                found[f"{fam}/{name}"] = os.path.join(cells_dir, name)
-    return found
+    return {key: path for key, path in _cell_dirs(source) if files.is_finished(path)}
 
 
 def pack(source: str, tarball: str) -> list[str]:
@@ -334,15 +327,8 @@ def restore(results_dir: str, runs_root: str) -> list[str]:
 def unfinished_cells(source: str) -> dict[str, str]:
     """`{"<family>/<cell>": directory}` of the cells under `source` (a study or
     sweep root) that have progress a re-run would reuse but are not finished."""
-    found = {}
-    for root in _family_roots(source):
-        fam = os.path.basename(os.path.normpath(root))
-        cells_dir = os.path.join(root, grid.CELLS)
-        for name in sorted(os.listdir(cells_dir)):
-            cell_dir = os.path.join(cells_dir, name)
-            if files.has_progress(cell_dir) and not files.is_finished(cell_dir):
-                found[f"{fam}/{name}"] = cell_dir
-    return found
+    return {key: path for key, path in _cell_dirs(source)
+            if files.has_progress(path) and not files.is_finished(path)}
 
 
 def _family_roots(source: str) -> list[str]:
@@ -352,6 +338,21 @@ def _family_roots(source: str) -> list[str]:
         return []
     return [os.path.join(source, name) for name in sorted(os.listdir(source))
             if os.path.isdir(os.path.join(source, name, grid.CELLS))]
+
+
+def _cell_dirs(source: str):
+    """`("<family>/<cell>", directory)` of every cell directory under `source`."""
+    for root in _family_roots(source):
+        fam = os.path.basename(os.path.normpath(root))
+        cells_dir = os.path.join(root, grid.CELLS)
+        for name in sorted(os.listdir(cells_dir)):
+            yield f"{fam}/{name}", os.path.join(cells_dir, name)
+
+
+def unfinished_parts(directory: str) -> list[str]:
+    """The `unfinished-NN.tar.gz` parts in `directory` (`pack_unfinished`), in order."""
+    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
+                  if re.fullmatch(r"unfinished-\d+\.tar\.gz", name))
 
 
 def _cell_tarball(key: str, cell_dir: str) -> bytes:
@@ -443,9 +444,8 @@ def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:
                 if files.is_finished(target) or files.has_progress(target):
                     outcome["kept"].append(key)
                     continue
-                with tempfile.TemporaryDirectory(dir=os.path.dirname(target) if
-                                                 os.path.isdir(os.path.dirname(target))
-                                                 else None) as scratch:
+                os.makedirs(os.path.dirname(target), exist_ok=True)
+                with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as scratch:
                     with tarfile.open(fileobj=outer.extractfile(member), mode="r:gz") as inner:
                         inner.extractall(scratch, filter="data")
                     unpacked = os.path.join(scratch, fam, grid.CELLS, name)
@@ -454,7 +454,6 @@ def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:
                     for entry in _LOCAL_ONLY:
                         files.remove(os.path.join(unpacked, entry))
                     files.remove(target)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
                     shutil.move(unpacked, target)
                 outcome["restored"].append(key)
     return outcome

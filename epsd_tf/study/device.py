@@ -103,14 +103,13 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
     summary: dict = {"restored": archive.restore(results_dir, runs_root), "sweeps": []}
     if unfinished:
-        parts = sorted(os.path.join(unfinished, n) for n in os.listdir(unfinished)
-                       if n.startswith("unfinished-") and n.endswith(".tar.gz"))
-        summary["resumed"] = archive.restore_unfinished(parts, runs_root)["restored"]
+        summary["resumed"] = archive.restore_unfinished(archive.unfinished_parts(unfinished),
+                                                        runs_root)["restored"]
     say(f"restored {len(summary['restored'])} committed cells, "
         f"{len(summary.get('resumed', []))} cut cells to resume")
     todo = queue(runs_root, phases)
-    say(f"{len(todo)} sweeps with cells left: "
-        + ", ".join(f"{p}/{s.family.name}({len(remaining(s, runs_root))})" for p, s in todo))
+    say(f"{len(todo)} sweeps with cells left, in order: "
+        + ", ".join(f"{phase}/{sweep.family.name}" for phase, sweep in todo))
     running: list[_Running] = []
     stopping = False
 
