@@ -141,14 +141,16 @@ def _main(argv):
         return _device()
     if action == "restore":
         runs = FLAGS.to or "runs/study"
-        copied = archive.restore(FLAGS.results, runs)
-        _say(f"restored {len(copied)} committed cells into {runs}")
-        if FLAGS.unfinished:
+        parts = []
+        if FLAGS.unfinished:  # checked before anything is copied
             parts = (archive.unfinished_parts(FLAGS.unfinished)
                      if os.path.isdir(FLAGS.unfinished) else [])
             if not parts:
                 raise app.UsageError(f"--unfinished={FLAGS.unfinished} holds no "
                                      "unfinished-NN.tar.gz parts")
+        copied = archive.restore(FLAGS.results, runs)
+        _say(f"restored {len(copied)} committed cells into {runs}")
+        if parts:
             outcome = archive.restore_unfinished(parts, runs)
             _say(f"restored {len(outcome['restored'])} unfinished cells to resume "
                  f"({', '.join(outcome['restored']) or 'none'}); kept "

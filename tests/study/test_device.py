@@ -155,3 +155,15 @@ def test_the_command_refuses_bad_flags_before_writing_anything(tmp_path, flags, 
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and message in result.stderr + result.stdout
     assert not out.exists() and not runs.exists()
+
+
+def test_restore_refuses_a_directory_without_parts_before_copying_anything(tmp_path):
+    import subprocess
+    import sys
+    runs = tmp_path / "runs"
+    result = subprocess.run([sys.executable, "tools/study.py", "restore", f"--to={runs}",
+                             f"--unfinished={tmp_path}"], cwd=REPO,
+                            env=dict(os.environ, PYTHONPATH=REPO), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode != 0 and "holds no unfinished-NN.tar.gz parts" in result.stderr
+    assert not runs.exists()
