@@ -49,32 +49,19 @@ RESIDENT_BATCHES = 4  # distinct batches cycled on the device(s)
 WARMUP_FITS = 2  # untimed fits per side before the timed rounds
 
 
-class ResidentBatches(keras.utils.PyDataset):
-    """`steps` batches per epoch, cycling over batches already placed on the device(s)."""
-
-    def __init__(self, batches: list, steps: int):
-        super().__init__()
-        self.batches, self.steps = batches, steps
-
-    def __len__(self):
-        return self.steps
-
-    def __getitem__(self, index):
-        return self.batches[index % len(self.batches)]
-
-
 def _configured(name: str):
     return gin.get_configurable(name)
 
 
-def _resident(splits, method, batch_size: int, seed: int, put) -> list:
-    """The first `RESIDENT_BATCHES` DLB batches of `batch_size`, placed by `put`."""
+def _resident(splits, method, batch_size: int, seed: int, put, steps: int):
+    """`steps` batches cycling over the first `RESIDENT_BATCHES` DLB batches of
+    `batch_size`, placed on the device(s) by `put` (`gpu.DeviceBatches`)."""
     batches = data.for_method(splits, method, batch_size=batch_size, seed=seed)
     if len(batches) < RESIDENT_BATCHES:
         raise ValueError(f"batch size {batch_size} leaves {len(batches)} training batches; "
                          f"the measurement cycles {RESIDENT_BATCHES} (lower the batch size "
                          f"or use more training examples)")
-    return [keras.tree.map_structure(put, batches[i]) for i in range(RESIDENT_BATCHES)]
+    return gpu.DeviceBatches([batches[i] for i in range(RESIDENT_BATCHES)], steps, put)
 
 
 def _trainer(pruned: keras.Model, method, batch_size: int, num_train: int, steps: int,
@@ -126,8 +113,8 @@ def measure(gin_files, gin_bindings, *, batch_size: int, steps: int, rounds: int
     scoring_seconds = time.perf_counter() - start
 
     single = _trainer(pruned, method, batch_size, info.num_train, steps, copy=False)
-    one_batches = ResidentBatches(_resident(
-        splits, method, batch_size, seed, lambda x: jax.device_put(x, devices[0])), steps)
+    one_batches = _resident(splits, method, batch_size, seed,
+                            lambda x: jax.device_put(x, devices[0]), steps)
     layout = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
     with layout.scope():
         parallel = _trainer(pruned, method, batch_size * n, info.num_train, steps, copy=True)
@@ -135,8 +122,7 @@ def measure(gin_files, gin_bindings, *, batch_size: int, steps: int, rounds: int
     def shard(x):
         return jax.device_put(x, layout.get_data_layout(x.shape).backend_layout)
 
-    many_batches = ResidentBatches(_resident(splits, method, batch_size * n, seed, shard),
-                                   steps)
+    many_batches = _resident(splits, method, batch_size * n, seed, shard, steps)
 
     def fit_one():
         return gpu._fit_seconds(single, one_batches)

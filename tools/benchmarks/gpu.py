@@ -57,12 +57,15 @@ SMOKE = {"model": "small_cnn", "image_shape": (8, 8, 1), "num_classes": 10, "bat
 
 
 class DeviceBatches(keras.utils.PyDataset):
-    """`steps` batches per epoch cycling over a few batches placed on the device."""
+    """`steps` batches per epoch cycling over a few batches placed on the device.
 
-    def __init__(self, batches: list, steps: int):
+    `put` places one array (default: `keras.ops.convert_to_tensor`, the default
+    device; a data-parallel measurement passes a sharding `jax.device_put`).
+    """
+
+    def __init__(self, batches: list, steps: int, put=keras.ops.convert_to_tensor):
         super().__init__()
-        self.batches = [keras.tree.map_structure(keras.ops.convert_to_tensor, b)
-                        for b in batches]
+        self.batches = [keras.tree.map_structure(put, b) for b in batches]
         self.steps = steps
 
     def __len__(self):
