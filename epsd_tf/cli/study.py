@@ -24,6 +24,7 @@ The plan is `epsd_tf/study/plan.py`; the committed form of a cell
 `epsd_tf/study/archive.py`; the write-up `epsd_tf/study/report.py`.
 """
 
+import contextlib
 import os
 import sys
 
@@ -47,6 +48,11 @@ flags.DEFINE_string("unfinished", None, "restore: a directory of unfinished-NN.t
                     "written by pack --unfinished_to; their cells go back under --to.")
 flags.DEFINE_float("seconds", None, "device: stop the sweeps this many seconds after the "
                    "start (leave ~60 s under the machine's command limit to stop and pack).")
+flags.DEFINE_float("limit", None, "device: the call's hard limit in seconds from the start "
+                   "(e.g. 560 under a 600 s command with ~40 s of set-up): unfinished cells "
+                   "not packed 15 s before it are left out, so the files are written in time.")
+flags.DEFINE_bool("mps", False, "device: run the cells under CUDA MPS, so that the cells "
+                  "sharing a GPU run side by side (epsd_tf/sweep/mps.py).")
 flags.DEFINE_integer("parallel", 8, "device: cell slots the sweeps share (8 on one H200).")
 flags.DEFINE_list("phases", None, "device: only these phases of the plan (default: every "
                   "phase with cells left, in plan order).")
@@ -109,6 +115,7 @@ def _plan() -> int:
 
 def _device() -> int:
     from epsd_tf.study import device, plan
+    from epsd_tf.sweep import mps
     if not FLAGS.to or FLAGS.seconds is None:
         raise app.UsageError("device needs --to=<output directory> and --seconds=<deadline>")
     phases = plan.PHASES
@@ -121,10 +128,11 @@ def _device() -> int:
     if FLAGS.unfinished and not os.path.isdir(FLAGS.unfinished):
         raise app.UsageError(f"--unfinished={FLAGS.unfinished} is not a directory")
     try:
-        summary = device.run_call(FLAGS.runs_root, FLAGS.to, FLAGS.seconds, FLAGS.parallel,
-                                  results_dir=FLAGS.results, unfinished=FLAGS.unfinished,
-                                  phases=phases, sweep_flags=FLAGS.sweep_flags, say=_say)
-    except ValueError as error:
+        with mps.daemon() if FLAGS.mps else contextlib.nullcontext():
+            summary = device.run_call(FLAGS.runs_root, FLAGS.to, FLAGS.seconds, FLAGS.parallel,
+                results_dir=FLAGS.results, unfinished=FLAGS.unfinished, phases=phases,
+                sweep_flags=FLAGS.sweep_flags, limit=FLAGS.limit, say=_say)
+    except (ValueError, mps.MpsError) as error:
         raise app.UsageError(str(error)) from error
     _say("cells left per phase: " + ", ".join(f"{k} {v}" for k, v in summary["left"].items()))
     return 0

@@ -32,6 +32,7 @@ cell), `cells/<cell>/run.log` (the cell's own output), and at the end (or with
 Exits non-zero if any cell failed (after running the others).
 """
 
+import contextlib
 import signal
 import sys
 
@@ -39,6 +40,7 @@ from absl import app, flags, logging
 
 from epsd_tf import cli, sweep
 from epsd_tf.distill import methods
+from epsd_tf.sweep import mps
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("base_gin", [], "Gin file(s) every cell starts from.")
@@ -61,6 +63,13 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "gpus", None, "GPUs to spread the cells over (0: CPU only); default: detected from "
     "CUDA_VISIBLE_DEVICES or nvidia-smi -L.", lower_bound=0)
+flags.DEFINE_string(
+    "slots", None, "ids/total: run on these slots of the machine divided into total (e.g. "
+    "'3,4,5/8' with --parallel=3), when several sweeps share it (tools/study.py device): "
+    "each slot gets that share of the cores and the GPU memory.")
+flags.DEFINE_bool("mps", False, "Run the cells under CUDA MPS, so that cells sharing a GPU "
+                  "(--parallel above the GPUs) run side by side, not in turns "
+                  "(epsd_tf/sweep/mps.py; needs nvidia-cuda-mps-control).")
 flags.DEFINE_string("shard", None,
                     "i/n: run only shard i of n of the grid (hosts sharing --root; e.g. "
                     "$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT).")
@@ -109,20 +118,28 @@ def _main(argv):
     # the inherited SIG_IGN and would run on to the end).
     previous_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        return sweep.sweep(
-            FLAGS.root, gin_files=FLAGS.base_gin, gin_bindings=FLAGS.gin_bindings,
-            scorers=FLAGS.scorers, methods=FLAGS.methods, sparsities=FLAGS.sparsities,
-            seeds=FLAGS.seeds, density_plots=FLAGS.density_plots, dry_run=FLAGS.dry_run,
-            collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
-            run_tool=FLAGS.run_tool, report=_report, parallel=FLAGS.parallel,
-            gpus=FLAGS.gpus, shard=FLAGS.shard, wait_busy=FLAGS.wait_busy)
+        runs_cells = FLAGS.mps and not (FLAGS.dry_run or FLAGS.collect_only)
+        with mps.daemon() if runs_cells else contextlib.nullcontext():
+            return _sweep()
     except KeyboardInterrupt:
         # Ctrl-C (or `timeout -s INT`): the pool has stopped every cell; one line, no traceback.
         raise SystemExit("sweep interrupted; its cells stopped (their backups let them "
                          "resume): run the same command to resume") from None
+    except mps.MpsError as error:
+        raise app.UsageError(str(error)) from None
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         signal.signal(signal.SIGINT, previous_int)
+
+
+def _sweep() -> int:
+    return sweep.sweep(
+        FLAGS.root, gin_files=FLAGS.base_gin, gin_bindings=FLAGS.gin_bindings,
+        scorers=FLAGS.scorers, methods=FLAGS.methods, sparsities=FLAGS.sparsities,
+        seeds=FLAGS.seeds, density_plots=FLAGS.density_plots, dry_run=FLAGS.dry_run,
+        collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
+        run_tool=FLAGS.run_tool, report=_report, parallel=FLAGS.parallel,
+        gpus=FLAGS.gpus, shard=FLAGS.shard, wait_busy=FLAGS.wait_busy, slots=FLAGS.slots)
 
 
 def main():

@@ -359,7 +359,9 @@ def _cell_tarball(key: str, cell_dir: str) -> bytes:
     """The cell's directory, without the ruling machine's locks, as `.tar.gz` bytes."""
     fam, name = key.split("/")
     buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+    # Level 1: weights hardly compress at any level, and level 9 took minutes for a
+    # few VGG-16 cells; the zeros of pruned weights and masks still shrink.
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
         for entry in sorted(os.listdir(cell_dir)):
             if entry in _LOCAL_ONLY:
                 continue
@@ -369,7 +371,8 @@ def _cell_tarball(key: str, cell_dir: str) -> bytes:
 
 
 def pack_unfinished(source: str, directory: str, part_bytes: int = PART_BYTES,
-                    max_parts: int | None = None) -> dict[str, list]:
+                    max_parts: int | None = None,
+                    deadline: float | None = None) -> dict[str, list]:
     """Writes the unfinished cells under `source` into `directory/unfinished-NN.tar.gz`.
 
     Each cell goes whole into one part; parts hold at most `part_bytes`
@@ -377,9 +380,15 @@ def pack_unfinished(source: str, directory: str, part_bytes: int = PART_BYTES,
     (the newest backup) go first, so that with `max_parts` the ones left out
     are those that lose least.
 
+    Args:
+        deadline: a `time.monotonic()` time: cells not yet compressed by then
+            are left out (a device call has a hard limit; a few large cells
+            could otherwise use it up and lose every file of the call).
+
     Returns:
         `{"packed": [keys], "parts": [paths], "left_out": [keys]}`; a cell is
-        left out when it alone exceeds `part_bytes` or the parts are used up.
+        left out when it alone exceeds `part_bytes`, the parts are used up, or
+        the deadline has passed.
     """
     cells = unfinished_cells(source)
     progress = {key: _progress_time(path) for key, path in cells.items()}
@@ -388,6 +397,10 @@ def pack_unfinished(source: str, directory: str, part_bytes: int = PART_BYTES,
     sizes: list[int] = []
     left_out = []
     for key in order:
+        if deadline is not None and time.monotonic() >= deadline:
+            logging.warning("%s: no time left to pack it; it will start again", key)
+            left_out.append(key)
+            continue
         data = _cell_tarball(key, cells[key])
         if len(data) > part_bytes:
             logging.warning("%s: %d bytes compressed, more than a part's %d; it will "

@@ -41,6 +41,7 @@ from epsd_tf.sweep import grid
 
 POLL = 1.0          # seconds between looks at the running sweeps
 STOP_GRACE = 60.0   # seconds a stopped sweep gets to mark its cells and exit
+PACK_MARGIN = 15.0  # seconds kept, under `limit`, for the logs and the summary
 MAX_UNFINISHED_PARTS = 4  # with the cells, the logs and the summary: within 8 files
 CELLS_TARBALL = "study_cells.tar.gz"
 LOGS_TARBALL = "sweep_logs.tar.gz"
@@ -61,7 +62,8 @@ def queue(runs_root: str, phases: Sequence[plan_lib.Phase]) -> list[tuple[str, p
 
 
 class _Running:
-    def __init__(self, phase: str, sweep: plan_lib.Sweep, slots: int, process, log_path: str):
+    def __init__(self, phase: str, sweep: plan_lib.Sweep, slots: list[int], process,
+                 log_path: str):
         self.phase, self.sweep, self.slots = phase, sweep, slots
         self.process, self.log_path = process, log_path
         self.started = time.monotonic()
@@ -71,6 +73,7 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
              results_dir: str = "docs/results/study", unfinished: str | None = None,
              phases: Sequence[plan_lib.Phase] = plan_lib.PHASES,
              sweep_flags: Sequence[str] = (), sweep_tool: str = plan_lib.SWEEP_TOOL,
+             limit: float | None = None,
              say: Callable[[str], None] = logging.info) -> dict:
     """Runs the study for `seconds` on this machine and packs what it did (module doc).
 
@@ -86,16 +89,23 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         phases: the plan's phases to take sweeps from, in order.
         sweep_flags: flags added to every sweep command.
         sweep_tool: the sweep script.
+        limit: the call's hard limit, from its start: unfinished cells not yet
+            compressed `PACK_MARGIN` seconds before it are left out (they start
+            again next call), so that the files are written in time. None: no limit.
         say: receives the progress lines.
 
     Returns:
         The summary also written to `out_dir/study_call.json`.
 
     Raises:
-        ValueError: `seconds` or `parallel` not positive, before anything runs.
+        ValueError: `seconds` or `parallel` not positive, or `limit` not above
+            `seconds` + `PACK_MARGIN`, before anything runs.
     """
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if limit is not None and not limit > seconds + PACK_MARGIN:
+        raise ValueError(f"limit={limit!r} must exceed seconds + {PACK_MARGIN:.0f} "
+                         f"= {seconds + PACK_MARGIN:.0f} (time to stop and pack)")
     if parallel < 1:
         raise ValueError(f"parallel must be >= 1, got {parallel!r}")
     start = time.monotonic()
@@ -123,18 +133,18 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
             for run in [r for r in running if r.process.poll() is not None]:
                 running.remove(run)
                 _record(summary, run, runs_root, start, say)
-            free = parallel - sum(r.slots for r in running)
-            while free > 0 and todo:
+            free = sorted(set(range(parallel)).difference(*(r.slots for r in running)))
+            while free and todo:
                 phase, sweep = todo.pop(0)
                 left = len(remaining(sweep, runs_root))
                 if not left:
                     continue
-                slots = min(free, left)
-                running.append(_start(phase, sweep, slots, runs_root, out_dir, sweep_flags,
-                                      sweep_tool, len(summary["sweeps"]) + len(running)))
+                slots, free = free[:left], free[left:]
+                running.append(_start(phase, sweep, slots, parallel, runs_root, out_dir,
+                                      sweep_flags, sweep_tool,
+                                      len(summary["sweeps"]) + len(running)))
                 say(f"[{time.monotonic() - start:.0f} s] {phase}: {sweep.family.name} "
-                    f"sweep of {left} cells on {slots} slots")
-                free -= slots
+                    f"sweep of {left} cells on slots {slots} of {parallel}")
             time.sleep(POLL)
         _stop(running, say)
         for run in running:
@@ -144,7 +154,8 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
             signal.signal(signum, handler)
     summary["stopped"] = "deadline" if todo or running else "every planned cell finished"
     summary["seconds"] = round(time.monotonic() - start, 1)
-    summary.update(_pack(runs_root, out_dir))
+    summary.update(_pack(runs_root, out_dir,
+                         None if limit is None else start + limit - PACK_MARGIN))
     summary["left"] = {phase.name: sum(len(remaining(s, runs_root)) for s in phase.sweeps)
                        for phase in phases}
     with open(os.path.join(out_dir, SUMMARY), "w") as f:
@@ -154,9 +165,11 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     return summary
 
 
-def _start(phase, sweep, slots, runs_root, out_dir, sweep_flags, sweep_tool, number):
-    argv = [sys.executable, *sweep.argv(runs_root, [*sweep_flags, f"--parallel={slots}"],
-                                        sweep_tool)]
+def _start(phase, sweep, slots, parallel, runs_root, out_dir, sweep_flags, sweep_tool, number):
+    # The sweep's own slots of the machine's `parallel`-way division (`placement.parse_slots`):
+    # sweeps running side by side never get the same cores or GPU memory.
+    share = [f"--parallel={len(slots)}", f"--slots={','.join(map(str, slots))}/{parallel}"]
+    argv = [sys.executable, *sweep.argv(runs_root, [*sweep_flags, *share], sweep_tool)]
     log_path = os.path.join(out_dir, "logs", f"{number:02d}-{phase}-{sweep.family.name}.log")
     log = open(log_path, "w")
     log.write(" ".join(argv) + "\n")
@@ -194,7 +207,7 @@ def _signal(process, signum) -> None:
 def _record(summary, run: _Running, runs_root, start, say) -> None:
     left = len(remaining(run.sweep, runs_root))
     summary["sweeps"].append({
-        "phase": run.phase, "family": run.sweep.family.name, "slots": run.slots,
+        "phase": run.phase, "family": run.sweep.family.name, "slots": len(run.slots),
         "cells": len(run.sweep.cells()), "left": left, "returncode": run.process.returncode,
         "seconds": round(time.monotonic() - run.started, 1),
         "log": os.path.basename(run.log_path)})
@@ -202,11 +215,11 @@ def _record(summary, run: _Running, runs_root, start, say) -> None:
         f"ended (exit {run.process.returncode}), {left} cells left")
 
 
-def _pack(runs_root: str, out_dir: str) -> dict:
+def _pack(runs_root: str, out_dir: str, deadline: float | None) -> dict:
     finished = archive.pack(runs_root, os.path.join(out_dir, CELLS_TARBALL)) \
         if os.path.isdir(runs_root) else []
     unfinished = archive.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
-                                         max_parts=MAX_UNFINISHED_PARTS) \
+                                         max_parts=MAX_UNFINISHED_PARTS, deadline=deadline) \
         if os.path.isdir(runs_root) else {"packed": [], "left_out": []}
     logs = os.path.join(out_dir, "logs")
     with tarfile.open(os.path.join(out_dir, LOGS_TARBALL), "w:gz") as tar:

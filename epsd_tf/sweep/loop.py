@@ -29,7 +29,7 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
               max_failures: int | None = None, run_tool: str = grid.RUN_TOOL,
               report: Callable[[str], None] = logging.info, parallel: int = 1,
               gpus: int | None = None, shard: str | None = None,
-              wait_busy: bool = True) -> dict:
+              wait_busy: bool = True, slots: str | None = None) -> dict:
     """Runs every unfinished cell (of this shard), `parallel` at once; returns the
     cell names by outcome.
 
@@ -43,6 +43,8 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
         parallel: cells at once on this machine (`placement.py` pins each to
             its GPU and its share of the CPU cores when > 1).
         gpus: GPUs to use (None: detect; 0: CPU only).
+        slots: `"ids/total"`: these slots of a machine divided into `total`
+            (`placement.parse_slots`), when several sweeps share it.
         shard: `"i/n"`: run only this shard's cells (`shards.py`); None: all.
         wait_busy: wait for the cells another live sweep on the same root runs
             (once this sweep has started all its other cells): count them done
@@ -64,7 +66,7 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
         raise ValueError(f"max_failures must be >= 1 or None, got {max_failures}")
     index, count = shards.parse_shard(shard)
     slots = placement.placements(parallel, placement.detect_gpus(gpus),
-                                 placement.available_cores(), root)
+                                 placement.available_cores(), root, slots)
     state = SweepState(root)
     state.check_finished_cells(cells, gin_files, gin_bindings)
     mine = shards.select(list(enumerate(cells, start=1)), index, count)
@@ -127,7 +129,8 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
           collect_only: bool = False, max_failures: int | None = None,
           run_tool: str = grid.RUN_TOOL,
           report: Callable[[str], None] = logging.info, parallel: int = 1,
-          gpus: int | None = None, shard: str | None = None, wait_busy: bool = True) -> int:
+          gpus: int | None = None, shard: str | None = None, wait_busy: bool = True,
+          slots: str | None = None) -> int:
     """The whole sweep command (`tools/sweep.py`); returns its exit code.
 
     Validates the flags, the grid and the density-plot cells first; then a
@@ -138,10 +141,11 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
 
     Raises:
         ValueError: no gin file (unless `collect_only`), a bad grid, or a bad
-            `parallel`, `gpus`, `shard` (before any file is written).
+            `parallel`, `gpus`, `shard`, `slots` (before any file is written).
     """
     shards.parse_shard(shard)
-    placement.placements(parallel, placement.detect_gpus(gpus), placement.available_cores())
+    placement.placements(parallel, placement.detect_gpus(gpus), placement.available_cores(),
+                         slots=slots)
     if collect_only:
         written = write_results(root, density_cells(density_plots, root, None))
         report(f"results: {written}")
@@ -153,9 +157,9 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
     if dry_run:
         state = SweepState(root)  # reads only
         index, count = shards.parse_shard(shard)
-        slots = placement.placements(parallel, placement.detect_gpus(gpus),
-                                     placement.available_cores(), root)
-        for number, slot in enumerate(slots):
+        places = placement.placements(parallel, placement.detect_gpus(gpus),
+                                      placement.available_cores(), root, slots)
+        for number, slot in enumerate(places):
             report(f"slot {number}: {slot.describe()}" if parallel > 1 else
                    f"cells: {slot.describe()}")
         for _, cell in shards.select(list(enumerate(cells)), index, count):
@@ -165,7 +169,7 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
         return 0
     outcome = run_sweep(cells, root, gin_files, gin_bindings, max_failures=max_failures,
                         run_tool=run_tool, report=report, parallel=parallel, gpus=gpus,
-                        shard=shard, wait_busy=wait_busy)
+                        shard=shard, wait_busy=wait_busy, slots=slots)
     written = write_results(root, plot_cells)
     failed = f" {outcome['failed']}" if outcome["failed"] else ""
     report(f"sweep of {len(cells)} cells: {len(outcome['done'])} run, "

@@ -17,7 +17,11 @@ starts.
   gets `--xla_cpu_multi_thread_eigen=false` (an XLA flag; XLA has no
   intra-op thread-count flag).
 
-With `--parallel 1` nothing of this is changed: the cell sees the machine as
+Several sweeps sharing one machine each take their own slots of one division
+of it (`--slots=3,4,5/8`, `parse_slots`): a one-slot sweep then gets an eighth
+of the cores and of the GPU memory, not all of them.
+
+With `--parallel 1` (and no `--slots`) nothing of this is changed: the cell sees the machine as
 the sweep does (e.g. every GPU, for `run.distribution = 'data_parallel'`).
 
 At any `--parallel`, every cell of a sweep shares one JAX persistent
@@ -144,9 +148,37 @@ def available_cores() -> list[int]:
     return list(range(os.cpu_count() or 1))
 
 
+def parse_slots(text: str) -> tuple[list[int], int]:
+    """`--slots="3,4,5/8"`: slots 3, 4 and 5 of a machine divided into 8.
+
+    Several sweeps can share one machine (`tools/study.py device` runs one per
+    plan sweep): each then takes its own slots of one machine-wide division,
+    so no core, and no GPU memory, is given out twice.
+
+    Raises:
+        ValueError: not `ids/total`, an id outside `[0, total)`, or a repeat.
+    """
+    ids_text, sep, total_text = (text or "").partition("/")
+    try:
+        ids = [int(v) for v in ids_text.split(",")]
+        total = int(total_text)
+    except ValueError:
+        ids, total = [], 0
+    if not sep or not ids or total < 1:
+        raise ValueError(f"--slots={text!r}: expected ids/total, e.g. '3,4,5/8' (slots 3, 4 "
+                         f"and 5 of a machine divided into 8)")
+    if any(not 0 <= i < total for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"--slots={text!r}: the ids must be distinct and in [0, {total})")
+    return ids, total
+
+
 def placements(parallel: int, gpus: list[str], cores: list[int],
-               root: str | None = None) -> list[Placement]:
+               root: str | None = None, slots: str | None = None) -> list[Placement]:
     """One `Placement` per slot of a `parallel`-wide pool.
+
+    With `slots` (`parse_slots`: "ids/total") the pool is those slots of a
+    `total`-wide division of the machine, and `parallel` must equal their
+    number.
 
     Args:
         parallel: N, cells at once.
@@ -156,10 +188,19 @@ def placements(parallel: int, gpus: list[str], cores: list[int],
             (`compilation_cache`) as defaults; None: no cache.
 
     Raises:
-        ValueError: `parallel` < 1, or no cores.
+        ValueError: `parallel` < 1, no cores, or bad `slots`.
     """
     if parallel < 1:
         raise ValueError(f"--parallel={parallel}: must be >= 1 (cells run at once)")
+    if slots is not None:
+        ids, total = parse_slots(slots)
+        if len(ids) != parallel:
+            raise ValueError(f"--slots={slots!r} names {len(ids)} slots but --parallel="
+                             f"{parallel}; give as many")
+        if total == 1:
+            return placements(1, gpus, cores, root)
+        machine = placements(total, gpus, cores, root)
+        return [machine[i] for i in ids]
     if not cores:
         raise ValueError("no CPU core to run cells on")
     defaults = compilation_cache(root) if root is not None else {}

@@ -177,3 +177,24 @@ def test_unfinished_parts_are_bounded_and_the_most_advanced_cells_go_first(tmp_p
     assert sorted(outcome["left_out"]) == ["r20/epsd-dlb-s0.98-seed0",
                                            "r20/snip-dlb-s0.95-seed0"]
     assert os.path.isdir(old)  # packing never changes the sweep root
+
+
+def test_unfinished_cells_not_packed_by_the_deadline_are_left_out(tmp_path, monkeypatch):
+    runs = str(tmp_path / "runs")
+    _unfinished_cell(runs, grid.Cell("snip", "dlb", 0.98, 0), age=0)
+    _unfinished_cell(runs, grid.Cell("snip", "dlb", 0.95, 0), age=600)
+    packed_at = []
+    real = archive._cell_tarball
+
+    def slow(key, cell_dir):  # every cell takes 10 s (of a fake clock) to compress
+        packed_at.append(clock[0])
+        clock[0] += 10.0
+        return real(key, cell_dir)
+    clock = [100.0]
+    monkeypatch.setattr(archive.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(archive, "_cell_tarball", slow)
+    outcome = archive.pack_unfinished(runs, str(tmp_path / "out"), deadline=105.0)
+    assert outcome["packed"] == ["r20/snip-dlb-s0.98-seed0"]  # the most advanced, in time
+    assert outcome["left_out"] == ["r20/snip-dlb-s0.95-seed0"] and packed_at == [100.0]
+    everything = archive.pack_unfinished(runs, str(tmp_path / "all"), deadline=None)
+    assert len(everything["packed"]) == 2

@@ -26,8 +26,9 @@ RUN = textwrap.dedent("""\
     workdir = next(a.split("=", 1)[1] for a in args if a.startswith("--workdir="))
     name = os.path.basename(workdir)
     resumed = os.path.isdir(os.path.join(workdir, "backup"))
+    share = os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", "-")
     with open(os.environ["FAKE_EVENTS"], "a") as f:
-        f.write(f"{time.time()} start {name} {int(resumed)}\\n")
+        f.write(f"{time.time()} start {name} {int(resumed)} {share}\\n")
     os.makedirs(os.path.join(workdir, "backup"), exist_ok=True)
     with open(os.path.join(workdir, "backup", "position.json"), "w") as f:
         f.write("{}")
@@ -38,7 +39,7 @@ RUN = textwrap.dedent("""\
         json.dump({"test": {"accuracy": 0.5}, "epochs": 1, "method": "dlb", "pruning": None,
                    "seconds": {"training": 1.0}}, f)
     with open(os.environ["FAKE_EVENTS"], "a") as f:
-        f.write(f"{time.time()} end {name} {int(resumed)}\\n")
+        f.write(f"{time.time()} end {name} {int(resumed)} {share}\\n")
 """)
 FAMILY = plan.Family("fam", ("gin/smoke.gin",))
 PHASES = (plan.Phase("first", "", (plan.Sweep(FAMILY, ("snip", "random"), ("dlb",), (0,),
@@ -58,8 +59,12 @@ def stand_in(tmp_path, monkeypatch):
     def read():
         if not events.exists():
             return []
-        return [(float(t), kind, name, resumed == "1") for t, kind, name, resumed in
+        return [(float(t), kind, name, resumed == "1") for t, kind, name, resumed, _ in
                 (line.split() for line in events.read_text().splitlines())]
+
+    def shares():  # each cell's GPU memory fraction (XLA_PYTHON_CLIENT_MEM_FRACTION)
+        return {line.split()[4] for line in events.read_text().splitlines()}
+    read.shares = shares
     return [f"--run_tool={script}"], read
 
 
@@ -75,6 +80,7 @@ def test_a_call_runs_the_phases_on_shared_slots_and_packs_every_cell(tmp_path, s
                                                                       monkeypatch):
     flags, events = stand_in
     monkeypatch.setenv("FAKE_SLEEP", "0.5")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")  # one (pretend) GPU for the placement
     runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
     summary = device.run_call(runs, out, seconds=120, parallel=3, sweep_flags=flags,
                               results_dir=str(tmp_path / "none"), phases=PHASES)
@@ -85,6 +91,9 @@ def test_a_call_runs_the_phases_on_shared_slots_and_packs_every_cell(tmp_path, s
     assert _most_at_once(events()) <= 3  # the sweeps share the slots...
     first, second = summary["sweeps"]
     assert (first["slots"], second["slots"]) == (3, 2)  # ...and pass them on
+    # Every cell got a third of the GPU's shared memory, also in the 2-slot sweep that
+    # ran beside the other: the sweeps divide one machine, not one machine each.
+    assert events.shares() == {f"{0.9 / 3:.3f}"}
     with tarfile.open(os.path.join(out, device.CELLS_TARBALL)) as tar:
         packed = {n.split("/")[2] for n in tar.getnames()}
     assert packed == set(names)
@@ -102,7 +111,7 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
     start = time.monotonic()
     first = device.run_call(str(tmp_path / "a"), out1, seconds=6, parallel=2,
                             sweep_flags=flags, results_dir=str(tmp_path / "none"),
-                            phases=PHASES)
+                            phases=PHASES, limit=6 + device.STOP_GRACE + 30)
     assert time.monotonic() - start < 6 + device.STOP_GRACE
     assert first["stopped"] == "deadline" and first["finished"] == []
     cut = sorted(first["unfinished"])
@@ -122,7 +131,8 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
 
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
     for kwargs, message in (({"seconds": 0, "parallel": 1}, "seconds"),
-                            ({"seconds": 10, "parallel": 0}, "parallel")):
+                            ({"seconds": 10, "parallel": 0}, "parallel"),
+                            ({"seconds": 10, "parallel": 1, "limit": 20}, "limit=20")):
         with pytest.raises(ValueError, match=message):
             device.run_call(str(tmp_path / "r"), str(tmp_path / "o"), phases=PHASES, **kwargs)
     assert not os.path.exists(tmp_path / "o") and not os.path.exists(tmp_path / "r")

@@ -154,6 +154,22 @@ def test_gpus_are_pinned_round_robin_and_shared_with_a_memory_fraction():
     assert merged["A"] == "b" and merged["OMP_NUM_THREADS"] == "1"
 
 
+def test_sweeps_sharing_a_machine_take_their_own_slots_of_one_division():
+    machine = placement.placements(8, ["0"], list(range(16)))
+    mine = placement.placements(3, ["0"], list(range(16)), slots="5,1,6/8")
+    assert mine == [machine[5], machine[1], machine[6]]
+    # A one-slot sweep beside others gets an eighth of the GPU and 2 cores, not the machine.
+    (one,) = placement.placements(1, ["0"], list(range(16)), slots="7/8")
+    assert one.env["XLA_PYTHON_CLIENT_MEM_FRACTION"] == "0.113" and one.cores == (14, 15)
+    assert placement.placements(1, ["0"], [0, 1], slots="0/1")[0].env == {}
+    assert placement.parse_slots("3,4/8") == ([3, 4], 8)
+    for text in ("3,4", "8/8", "1,1/4", "a/4", "1/0", ""):
+        with pytest.raises(ValueError, match="--slots"):
+            placement.parse_slots(text)
+    with pytest.raises(ValueError, match="names 2 slots but --parallel=3"):
+        placement.placements(3, ["0"], [0, 1], slots="0,1/4")
+
+
 def test_every_slot_shares_the_sweeps_jax_compilation_cache_unless_the_user_set_one(tmp_path):
     root = str(tmp_path / "s")
     cache = str(tmp_path / "s" / ".jax_cache")
@@ -201,7 +217,8 @@ def test_gpu_detection(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(parallel=0), "--parallel=0"), (dict(gpus=-1), "--gpus=-1"),
-    (dict(shard="3/2"), "index 3 of 2"), (dict(shard="x"), "expected i/n")])
+    (dict(shard="3/2"), "index 3 of 2"), (dict(shard="x"), "expected i/n"),
+    (dict(slots="0,1/2"), "names 2 slots")])
 def test_bad_flags_are_refused_before_any_file_is_written(tmp_path, kwargs, message):
     root = tmp_path / "s"
     with pytest.raises(ValueError, match=message):
