@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import statistics
 from typing import Sequence
 
 from absl import logging
@@ -136,14 +137,28 @@ def _what_was_run(rows, results_dir: str) -> str:
     sessions_path = os.path.join(results_dir, archive.SESSIONS)
     if os.path.isfile(sessions_path):
         text += ("\nSessions (`docs/results/study/sessions.json`, one entry per "
-                 "`tools/study.py collect`):\n\n| collected | note | cells |\n|---|---|---:|\n")
+                 "`tools/study.py collect`). The last column is the median training time "
+                 "of the session's ResNet-20 cells that ran in one attempt (30 epochs; "
+                 "scoring and Mean-JSV excluded): with N cells sharing the GPU, N cells "
+                 "per that time.\n\n| collected | note | cells | ResNet-20 training, "
+                 "median (min) |\n|---|---|---:|---:|\n")
+        by_key = {r["key"]: r for r in rows}
         for session in files.read_json(sessions_path):
             text += f"| {session['collected']} | {session['note'] or '–'} | " \
-                    f"{len(session['cells'])} |\n"
+                    f"{len(session['cells'])} | {_training_minutes(session, by_key)} |\n"
     text += "\nThe sweeps, phase by phase (`python tools/study.py plan --all` prints them):\n\n```sh\n"
     for phase in plan.PHASES:
         text += f"# {phase.name}\n" + "".join(s.command() + "\n" for s in phase.sweeps)
     return text + "```\n"
+
+
+def _training_minutes(session: dict, by_key: dict) -> str:
+    seconds = [by_key[k]["training_seconds"] for k in session["cells"]
+               if k in by_key and by_key[k]["arch"] == "resnet20"
+               and by_key[k].get("attempts") == 1 and by_key[k].get("training_seconds")]
+    if not seconds:
+        return "–"
+    return f"{statistics.median(seconds) / 60:.1f} (n={len(seconds)})"
 
 
 def _cost(rows) -> str:

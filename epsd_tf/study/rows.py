@@ -70,6 +70,7 @@ def load(results_dir: str) -> list[dict]:
                 allocation=allocation(parameters),
                 landscape_run=_value(parameters, "run.landscape", "None") != "None",
                 wall_seconds=state.get("elapsed_total", state.get("elapsed")),
+                attempts=state.get("attempts"),
                 **{field: cost.get(field) for field in COST_FIELDS})
             rows.append(row)
     return rows

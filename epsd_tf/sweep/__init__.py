@@ -10,7 +10,8 @@ method at high sparsity, averaged over seeds).
   run with another configuration.
 * `runner` — `CellRun`/`run_cell`: one cell's process under the cell's lock
   (with a heartbeat), its output appended to the cell's `run.log`.
-* `placement` — `--parallel`: each slot's GPU, memory share and CPU cores.
+* `placement` — `--parallel`, `--slots`: each slot's GPU, memory share and CPU cores.
+* `mps` — `--mps`: a CUDA MPS daemon, so cells sharing a GPU run side by side.
 * `shards` — `--shard i/n`: which cells a shard runs; its progress file.
 * `pool` — `Pool`: up to N cell processes at once, progress and ETA.
 * `loop` — `run_sweep` (this shard's unfinished cells through the pool,

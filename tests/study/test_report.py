@@ -1,5 +1,6 @@
 """Tests for epsd_tf.study.report (+ rows, compare): RESULTS.md from a committed tree."""
 
+import json
 import math
 import os
 
@@ -100,3 +101,18 @@ def test_an_empty_tree_reports_everything_missing(tmp_path):
     total = len(plan.planned_cells())
     assert f"0 of {total} planned cells are committed" in text
     assert "No paired comparison" in text
+
+
+def test_sessions_show_the_median_training_time_of_single_attempt_resnet20_cells(tmp_path):
+    runs, tree = str(tmp_path / "runs"), str(tmp_path / "study")
+    for seed, minutes in enumerate((3.0, 5.0, 4.0, 60.0)):
+        helpers.write_cell(runs, plan.R20, grid.Cell("dense", "dlb", 0.0, seed), accuracy=0.9,
+                           training_seconds=minutes * 60)
+    resumed = os.path.join(runs, "r20", grid.CELLS, "dense-dlb-seed3", archive.CELL_STATE)
+    with open(resumed) as f:
+        state = json.load(f)
+    with open(resumed, "w") as f:
+        json.dump({**state, "attempts": 2}, f)  # its training time is the last attempt's only
+    archive.collect(runs, tree, note="call one")
+    text, _ = report.render(tree, str(tmp_path / "RESULTS.md"), str(tmp_path / "figures"))
+    assert "| call one | 4 | 4.0 (n=3) |" in text
