@@ -65,3 +65,35 @@ def test_the_sweep_process_leaves_the_devices_to_its_cells(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "exit 0 backends []" in result.stdout
     assert (tmp_path / "s" / "results.md").exists()
+
+
+def test_mps_both_pairs_the_two_ways_in_alternating_order(monkeypatch):
+    import contextlib
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools" / "benchmarks"))
+    import sweep_throughput
+    under = []
+    order = []
+
+    @contextlib.contextmanager
+    def fake_daemon():
+        under.append(True)
+        yield {}
+        under.pop()
+
+    speeds = iter([100.0, 300.0, 180.0, 200.0])  # (off, on) in round 0, (on, off) in round 1
+
+    def fake_measure(n, root, *args):
+        order.append((n, bool(under)))
+        return {"parallel": n, "cells_per_hour": next(speeds), "done": n, "cells": n,
+                "failed": [], "wall_seconds": 1.0}
+    monkeypatch.setattr(sweep_throughput.mps_lib, "daemon", fake_daemon)
+    monkeypatch.setattr(sweep_throughput, "measure", fake_measure)
+    report = sweep_throughput.run(smoke=True, parallel=(8,), rounds=2, mps="both", gpus=0)
+    assert order == [(8, False), (8, True), (8, True), (8, False)]
+    assert report["mps_speedup"] == {"8": pytest.approx((3.0 + 0.9) / 2)}  # 300/100, 180/200
+    assert {(r["mps"], r["cells_per_hour"]) for r in report["results"]} == {
+        (False, 150.0), (True, 240.0)}
+    with pytest.raises(ValueError, match="mps='sometimes'"):
+        sweep_throughput.run(smoke=True, mps="sometimes")
