@@ -331,6 +331,15 @@ def unfinished_cells(source: str) -> dict[str, str]:
             if files.has_progress(path) and not files.is_finished(path)}
 
 
+def epochs_done(cell_dir: str) -> int:
+    """The epochs a cell has finished: the rows of its `train_log.csv` (0 without)."""
+    path = os.path.join(cell_dir, files.TRAIN_LOG)
+    if not os.path.isfile(path):
+        return 0
+    with open(path) as f:
+        return max(sum(1 for line in f if line.strip()) - 1, 0)
+
+
 def _family_roots(source: str) -> list[str]:
     if os.path.isdir(os.path.join(source, grid.CELLS)):
         return [source]

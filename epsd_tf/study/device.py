@@ -162,6 +162,9 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         json.dump(summary, f, indent=2)
     say(f"packed {len(summary['finished'])} finished cells, {len(summary['unfinished'])} "
         f"unfinished ({len(summary['left_out'])} left out) in {summary['seconds']} s")
+    if summary["epochs_done"]:
+        say("epochs done by the cut cells: " + ", ".join(
+            f"{key} {n}" for key, n in sorted(summary["epochs_done"].items())))
     return summary
 
 
@@ -226,5 +229,9 @@ def _pack(runs_root: str, out_dir: str, deadline: float | None) -> dict:
         for name in sorted(os.listdir(logs)):
             tar.add(os.path.join(logs, name), arcname=name)
     files.remove(logs)
+    # How far every cut cell got (packed or not): how long a family's cells take.
+    progress = {key: archive.epochs_done(path)
+                for key, path in archive.unfinished_cells(runs_root).items()} \
+        if os.path.isdir(runs_root) else {}
     return {"finished": finished, "unfinished": unfinished["packed"],
-            "left_out": unfinished["left_out"]}
+            "left_out": unfinished["left_out"], "epochs_done": progress}

@@ -32,6 +32,8 @@ RUN = textwrap.dedent("""\
     os.makedirs(os.path.join(workdir, "backup"), exist_ok=True)
     with open(os.path.join(workdir, "backup", "position.json"), "w") as f:
         f.write("{}")
+    with open(os.path.join(workdir, "train_log.csv"), "w") as f:
+        f.write("epoch,loss\\n0,1.0\\n1,0.9\\n")  # two epochs done before the sleep
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
     with open(os.path.join(workdir, "config.gin"), "w") as f:
         f.write("build.name = 'resnet20'\\n")
@@ -116,6 +118,7 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
     assert first["stopped"] == "deadline" and first["finished"] == []
     cut = sorted(first["unfinished"])
     assert len(cut) == 2 and first["left"]["first"] == 4
+    assert first["epochs_done"] == {key: 2 for key in cut}
     assert len(os.listdir(os.path.join(out1, device.UNFINISHED_DIR))) == 1
     # The next call, on another root (another machine), resumes them and runs the rest.
     monkeypatch.setenv("FAKE_SLEEP", "0")
