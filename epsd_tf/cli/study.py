@@ -13,10 +13,14 @@
       ... and the cut cells, so the same sweep commands resume them
   python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2"
       commit those files (refused: unplanned cells, another configuration)
-  python tools/study.py device --seconds=500 --parallel=8 --to=$OUT [--unfinished=<dir>]
+  python tools/study.py device --mps --seconds=470 --limit=550 --parallel=8 --to=$OUT \
+      [--unfinished=<dir>]
       one device call (on the GPU machine): restore, the plan's next sweeps sharing
       --parallel slots until --seconds, then pack finished and unfinished cells,
       the sweep logs and a summary into --to (at most 8 files)
+  python tools/study.py supersede --cells='r20/epsd-*' --tag=<name> --why="..."
+      take committed cells a code fix made wrong out of the study, kept under
+      <results>/superseded/<tag>/; the plan runs them again
   python tools/study.py report [--to=docs/RESULTS.md]
       re-create docs/RESULTS.md and its figures from the committed cells (CPU, seconds)
 
@@ -33,7 +37,7 @@ from absl import app, flags, logging
 from epsd_tf import cli
 
 FLAGS = flags.FLAGS
-ACTIONS = ("plan", "restore", "pack", "collect", "report", "device")
+ACTIONS = ("plan", "restore", "pack", "collect", "report", "device", "supersede")
 RESULTS = "docs/results/study"
 flags.DEFINE_string("results", RESULTS, "The committed study results (plan, restore, report).")
 flags.DEFINE_string("from", None, "pack: the study root; collect: a tarball, study or sweep root.")
@@ -65,6 +69,11 @@ flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on 
                     "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
                     "--parallel), kept in <results>/sessions.json and shown in RESULTS.md.")
+flags.DEFINE_list("cells", [], "supersede: committed cells to take out, as <family>/<cell> "
+                  "globs (e.g. 'r20/epsd-*').")
+flags.DEFINE_string("tag", None, "supersede: the name of the reason's directory, "
+                    "<results>/superseded/<tag>/.")
+flags.DEFINE_string("why", None, "supersede: why the cells are wrong (kept in WHY.md).")
 flags.DEFINE_string("figures", None, "report: the figure directory "
                     "(default <results>/figures).")
 
@@ -113,6 +122,19 @@ def _plan() -> int:
     return 0
 
 
+def _supersede() -> int:
+    from epsd_tf.study import archive
+    if not FLAGS.cells or not FLAGS.tag or not FLAGS.why:
+        raise app.UsageError("supersede needs --cells=<globs>, --tag=<name> and --why=<reason>")
+    try:
+        moved = archive.supersede(FLAGS.results, FLAGS.cells, FLAGS.tag, FLAGS.why)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    _say(f"superseded {len(moved)} cells into {FLAGS.results}/{archive.SUPERSEDED}/"
+         f"{FLAGS.tag}/ (the plan runs them again): {', '.join(moved)}")
+    return 0
+
+
 def _device() -> int:
     from epsd_tf.study import device, plan
     from epsd_tf.sweep import mps
@@ -147,6 +169,8 @@ def _main(argv):
     from epsd_tf.study import archive
     if action == "device":
         return _device()
+    if action == "supersede":
+        return _supersede()
     if action == "restore":
         runs = FLAGS.to or "runs/study"
         parts = []

@@ -22,7 +22,9 @@ refuses, before copying anything, a cell that is not in the plan, was run
 with another configuration than the plan's, or whose config differs from
 the family's committed cells; `restore` puts the committed cells back into a
 fresh sweep root, so that a sweep there skips them (a new device session
-continues where the last stopped).
+continues where the last stopped); `supersede` takes committed cells that a
+code fix made wrong out of the study, into `superseded/<tag>/`, so that they
+run again.
 
 Unfinished cells travel too, whole: a device command has a time limit, and a
 cell cut by it would otherwise start again from nothing. `pack_unfinished`
@@ -322,6 +324,56 @@ def restore(results_dir: str, runs_root: str) -> list[str]:
             state["cells"][name] = files.read_json(entry_path)
             files.write_json(state_path, state)
     return copied
+
+
+SUPERSEDED = "superseded"  # under the results directory: cells taken out of the study
+
+
+def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> list[str]:
+    """Takes committed cells out of the study, keeping them for the record.
+
+    A code fix can make committed cells wrong without changing their config
+    (so `collect` and the plan would keep them). `supersede` moves each cell
+    whose key (`<family>/<cell>`) matches one of `patterns` (shell globs, e.g.
+    `r20/epsd-*`) to `<results_dir>/superseded/<tag>/<family>/cells/<cell>`,
+    and appends `why` with the cells to `superseded/<tag>/WHY.md`. The report
+    and the plan no longer see them: the plan lists them as missing, and the
+    next device call runs them again.
+
+    Returns:
+        The moved keys.
+
+    Raises:
+        ValueError: an empty `tag` or `why`, a pattern that matches no committed
+            cell, or a cell already superseded under `tag` (before anything moves).
+    """
+    import fnmatch
+
+    if not tag or not re.fullmatch(r"[A-Za-z0-9._-]+", tag) or not why.strip():
+        raise ValueError(f"supersede needs a tag of letters, digits, '.', '_' or '-' (got "
+                         f"{tag!r}) and a reason (got {why!r})")
+    committed = dict(_cell_dirs(results_dir))
+    moves = {}
+    for pattern in patterns:
+        matched = [key for key in committed if fnmatch.fnmatchcase(key, pattern)]
+        if not matched:
+            raise ValueError(f"{pattern!r} matches no committed cell under {results_dir}")
+        moves.update({key: committed[key] for key in matched})
+    base = os.path.join(results_dir, SUPERSEDED, tag)
+    targets = {}
+    for key in sorted(moves):
+        fam, name = key.split("/")
+        targets[key] = os.path.join(base, fam, grid.CELLS, name)
+        if os.path.exists(targets[key]):
+            raise ValueError(f"{key} is already superseded under {tag!r}: {targets[key]}")
+    for key, target in targets.items():
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(moves[key], target)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    with open(os.path.join(base, "WHY.md"), "a") as f:
+        f.write(f"## {when}: {len(targets)} cells\n\n{why.strip()}\n\n"
+                + "".join(f"- {key}\n" for key in targets) + "\n")
+    return list(targets)
 
 
 def unfinished_cells(source: str) -> dict[str, str]:

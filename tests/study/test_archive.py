@@ -198,3 +198,31 @@ def test_unfinished_cells_not_packed_by_the_deadline_are_left_out(tmp_path, monk
     assert outcome["left_out"] == ["r20/snip-dlb-s0.95-seed0"] and packed_at == [100.0]
     everything = archive.pack_unfinished(runs, str(tmp_path / "all"), deadline=None)
     assert len(everything["packed"]) == 2
+
+
+def test_superseded_cells_leave_the_study_whole_and_the_plan_runs_them_again(tmp_path):
+    runs, tree = str(tmp_path / "runs"), str(tmp_path / "study")
+    for cell in (EPSD_98, DENSE_0, grid.Cell("prospr", "dlb", 0.98, 0)):
+        helpers.write_cell(runs, plan.R20, cell, accuracy=0.5)
+    archive.collect(runs, tree)
+    before = _tree(os.path.join(tree, "r20", "cells", EPSD_98.name))
+    for patterns, tag, why, message in ((["r20/nothing-*"], "t", "x", "matches no"),
+                                        (["r20/epsd-*"], "a b", "x", "tag"),
+                                        (["r20/epsd-*"], "t", " ", "reason")):
+        with pytest.raises(ValueError, match=message):
+            archive.supersede(tree, patterns, tag, why)
+    assert sorted(plan.committed(tree)) == sorted(  # nothing moved by a refused call
+        f"r20/{c}" for c in (EPSD_98.name, DENSE_0.name, "prospr-dlb-s0.98-seed0"))
+    moved = archive.supersede(tree, ["r20/epsd-*", "r20/prospr-*"], "fp32-bn", "BN in float32")
+    assert sorted(moved) == ["r20/epsd-dlb-s0.98-seed0", "r20/prospr-dlb-s0.98-seed0"]
+    assert sorted(plan.committed(tree)) == [f"r20/{DENSE_0.name}"]  # missing again: re-run
+    kept = os.path.join(tree, archive.SUPERSEDED, "fp32-bn", "r20", "cells", EPSD_98.name)
+    assert _tree(kept) == before  # whole, for the record
+    why = open(os.path.join(tree, archive.SUPERSEDED, "fp32-bn", "WHY.md")).read()
+    assert "BN in float32" in why and "- r20/epsd-dlb-s0.98-seed0" in why
+    from epsd_tf.study import rows
+    assert [r["key"] for r in rows.load(tree)] == [f"r20/{DENSE_0.name}"]
+    # The re-run cell can be collected again; superseding it once more is refused.
+    archive.collect(runs, tree)
+    with pytest.raises(ValueError, match="already superseded"):
+        archive.supersede(tree, ["r20/epsd-*"], "fp32-bn", "again")
