@@ -13,6 +13,7 @@ import contextlib
 from typing import Callable
 
 import jax
+import keras
 
 JACOBIAN_ROWS = 32  # output rows pulled back at once by the full `jacobian`
 
@@ -64,10 +65,56 @@ def precision(dtype: str):
     enables them for the duration of the context only (`jax.enable_x64`), so
     the scoring copy's variables, the computation and the scores are float64
     and nothing outside scoring changes.
+
+    x64 alone is not enough: Keras 3's dtype promotion on JAX maps every
+    float64 result to float32 (`keras.backend.result_type("float64",
+    "float32")` is `"float32"`), and `ops.mean`, `ops.var` and
+    BatchNormalization compute in that promoted dtype. Under x64 they silently
+    rounded the float64 scoring computation to float32 (the forward values
+    and, in the backward pass, every cotangent through them), so "float64"
+    scores carried float32 round-off, which the meta-gradient amplifies (EPSD's
+    float64 scores of ResNet-20 moved by a median 50 % between 1 and 2 XLA CPU
+    threads; truly float64, by 1e-12). The context therefore also makes Keras
+    keep float64 while it is open (`_keras_keeps_float64`).
     """
-    if dtype == "float64":
-        return jax.enable_x64(True)
-    return contextlib.nullcontext()
+    if dtype != "float64":
+        return contextlib.nullcontext()
+    return _float64()
+
+
+@contextlib.contextmanager
+def _float64():
+    with jax.enable_x64(True), _keras_keeps_float64():
+        yield
+
+
+@contextlib.contextmanager
+def _keras_keeps_float64():
+    """Keras' float64 -> float32 promotion rule switched off inside the block.
+
+    The rule is one entry of a private table of Keras (3.x,
+    `keras.src.backend.common.dtypes.BIT64_TO_BIT32_DTYPE`), read on every
+    `result_type` call; it is restored on exit. A Keras without that table
+    raises before any scoring rather than scoring float64 in float32.
+    """
+    from keras.src.backend.common import dtypes as keras_dtypes
+
+    table = getattr(keras_dtypes, "BIT64_TO_BIT32_DTYPE", None)
+    if not isinstance(table, dict) or "float64" not in table:
+        raise RuntimeError(
+            f"score_dtype='float64' on JAX: Keras {keras.__version__} has no "
+            "keras.src.backend.common.dtypes.BIT64_TO_BIT32_DTYPE, so its float64 "
+            "promotion cannot be kept; score in float32 or on TensorFlow.")
+    saved = table["float64"]
+    table["float64"] = "float64"
+    try:
+        if keras.backend.result_type("float64", "float32") != "float64":
+            raise RuntimeError(
+                f"score_dtype='float64' on JAX: Keras {keras.__version__} still promotes "
+                "float64 to float32; score in float32 or on TensorFlow.")
+        yield
+    finally:
+        table["float64"] = saved
 
 
 def jacobian(fn: Callable, x, per_example: bool):
