@@ -142,7 +142,8 @@ def _what_was_run(rows, results_dir: str) -> str:
                  "scoring and Mean-JSV excluded): with N cells sharing the GPU, N cells "
                  "per that time.\n\n| collected | note | cells | ResNet-20 training, "
                  "median (min) |\n|---|---|---:|---:|\n")
-        by_key = {r["key"]: r for r in rows}
+        # Timing is a property of the run: superseded cells count too.
+        by_key = {r["key"]: r for r in [*_superseded_rows(results_dir), *rows]}
         for session in files.read_json(sessions_path):
             text += f"| {session['collected']} | {session['note'] or '–'} | " \
                     f"{len(session['cells'])} | {_training_minutes(session, by_key)} |\n"
@@ -159,6 +160,37 @@ def _training_minutes(session: dict, by_key: dict) -> str:
     if not seconds:
         return "–"
     return f"{statistics.median(seconds) / 60:.1f} (n={len(seconds)})"
+
+
+def _superseded_rows(results_dir: str) -> list[dict]:
+    base = os.path.join(results_dir, archive.SUPERSEDED)
+    tags = sorted(os.listdir(base)) if os.path.isdir(base) else []
+    return [row for tag in tags for row in rows_lib.load(os.path.join(base, tag))]
+
+
+def _superseded(results_dir: str, main) -> str:
+    """Each `superseded/<tag>/`: why, and its cells' tables beside the current cells
+    of the other scorers (so that, e.g., superseded EPSD cells still pair with SNIP)."""
+    base = os.path.join(results_dir, archive.SUPERSEDED)
+    tags = sorted(os.listdir(base)) if os.path.isdir(base) else []
+    text = ""
+    for tag in tags:
+        rows = rows_lib.load(os.path.join(base, tag))
+        if not rows:
+            continue
+        replaced = {(r["family"], r["scorer"]) for r in rows}
+        both = rows + [r for r in main if (r["family"], r["scorer"]) not in replaced]
+        why_path = os.path.join(base, tag, "WHY.md")
+        why = ""
+        if os.path.isfile(why_path):
+            with open(why_path) as f:
+                why = f.read()
+        why = re.sub(r"^## (.*)$", r"**\1.**", why.strip(), flags=re.M)
+        text += (f"\n### `{tag}`: {len(rows)} cells\n\n{why}\n\nThese cells with the current "
+                 "cells of the other scorers:\n" + _tables(both).replace("\n### ", "\n#### ")
+                 + "\n"
+                 + compare.markdown(compare.comparisons(both)))
+    return text or "\n_No cell has been superseded._\n"
 
 
 def _cost(rows) -> str:
@@ -332,6 +364,12 @@ Sharpness: the mean loss rise at α = ±0.5 along one filter-normalised directio
 ## What this says about the paper's claims
 
 {claims.discussion(main, accuracy, jsv, sharpness)}
+## Superseded cells
+
+Cells taken out of the study because a code fix made them wrong
+(`python tools/study.py supersede`); kept under `docs/results/study/superseded/`
+for the record, and run again by the plan.
+{_superseded(results_dir, main)}
 ## Missing cells
 
 {missing}

@@ -116,3 +116,17 @@ def test_sessions_show_the_median_training_time_of_single_attempt_resnet20_cells
     archive.collect(runs, tree, note="call one")
     text, _ = report.render(tree, str(tmp_path / "RESULTS.md"), str(tmp_path / "figures"))
     assert "| call one | 4 | 4.0 (n=3) |" in text
+
+
+def test_superseded_cells_get_their_own_section_paired_with_the_current_cells(committed,
+                                                                              tmp_path):
+    def sessions_row(text):
+        return next(line for line in text.splitlines() if line.startswith("| 20"))
+    before, _ = report.render(committed, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    archive.supersede(committed, ["r20/epsd-*"], "fp32-bn", "BN in float32.")
+    text, _ = report.render(committed, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    assert sessions_row(text) == sessions_row(before)  # their run times still count
+    main, superseded = text.split("## Superseded cells")[0], text.split("## Superseded cells")[1]
+    assert "| epsd |" not in main.split("## Test accuracy")[1]  # out of the main tables
+    assert "### `fp32-bn`: 4 cells" in superseded and "BN in float32." in superseded
+    assert "| resnet20 | global | dlb | 98 % | snip | 3 | +2.00 |" in superseded  # still paired
