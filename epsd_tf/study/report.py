@@ -49,9 +49,12 @@ def _slug(*parts) -> str:
 
 
 def _table_sets(rows):
-    """`(arch, allocation)` pairs of pruned main cells, global first."""
-    return sorted({(r["arch"], r["allocation"]) for r in rows if r["scorer"] != results.DENSE},
-                  key=lambda k: (k[0] != "resnet20", k[0], k[1] != "global", k[1]))
+    """`(arch, allocation)` pairs of pruned main cells, global first; a network with
+    dense cells only gets its global table (its dense column)."""
+    sets = {(r["arch"], r["allocation"]) for r in rows if r["scorer"] != results.DENSE}
+    sets |= {(r["arch"], "global") for r in rows
+             if r["scorer"] == results.DENSE and not any(a == r["arch"] for a, _ in sets)}
+    return sorted(sets, key=lambda k: (k[0] != "resnet20", k[0], k[1] != "global", k[1]))
 
 
 def _with_dense(rows, arch, allocation):
@@ -227,6 +230,8 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
     text, written = "", []
     link = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
     for arch, allocation in _table_sets(rows):
+        if all(r["scorer"] == results.DENSE for r in rows if r["arch"] == arch):
+            continue  # dense cells only: nothing against sparsity yet
         summary = results.aggregate(_with_dense(rows, arch, allocation))
         template = os.path.join(figures_dir, f"accuracy_{_slug(arch, allocation)}_{{method}}.png")
         for method, path in plots.plot_accuracy_vs_sparsity(summary, template).items():

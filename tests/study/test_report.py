@@ -130,3 +130,14 @@ def test_superseded_cells_get_their_own_section_paired_with_the_current_cells(co
     assert "| epsd |" not in main.split("## Test accuracy")[1]  # out of the main tables
     assert "### `fp32-bn`: 4 cells" in superseded and "BN in float32." in superseded
     assert "| resnet20 | global | dlb | 98 % | snip | 3 | +2.00 |" in superseded  # still paired
+
+
+def test_a_network_with_dense_cells_only_gets_its_dense_table_and_no_figure(committed,
+                                                                            tmp_path):
+    runs = str(tmp_path / "more")
+    helpers.write_cell(runs, plan.VGG16, grid.Cell("dense", "dlb", 0.0, 0), accuracy=0.93,
+                       arch="vgg16_bn")
+    archive.collect(runs, committed)
+    text, written = report.render(committed, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    assert "### vgg16_bn, global allocation" in text and "| dlb | dense | 93.00" in text
+    assert not any("vgg16" in os.path.basename(path) for path in written)
