@@ -119,29 +119,29 @@ def build_meta_gradient(state: ModelState, batches: list,
         first_order: drop the second-order terms.
         jit_compile: compile the computation with XLA.
     """
-    objective = make_objective(state, method)
-    step_grad = autodiff.value_and_grad(objective, has_aux=True)
     batches = _scoring_batches(method, batches, inner_steps)
-    carry0 = initial_carry(state, method, batches[0])
 
-    def full_meta_gradient(trainable, batches):
-        def meta_loss(trainable, batches):
+    def compute(state, mask_list, batches):
+        carry0 = initial_carry(state, method, batches[0])
+        objective = make_objective(state, method)
+        step_grad = autodiff.value_and_grad(objective, has_aux=True)
+
+        def full_meta_gradient(trainable, batches):
+            def meta_loss(trainable, batches):
+                trainable, carry, _ = _unroll(step_grad, trainable, batches, carry0,
+                                              inner_steps, inner_lr)
+                return objective(trainable, batches[inner_steps], carry)[0]
+            return autodiff.value_and_grad(meta_loss)(trainable, batches)[1]
+
+        def first_order_meta_gradient(trainable, batches):
+            # With the inner gradients stopped, ∂θ_i/∂θ_0 = I, so the meta-gradient is
+            # the plain gradient at θ_i: no outer tape over the inner steps needed.
             trainable, carry, _ = _unroll(step_grad, trainable, batches, carry0,
                                           inner_steps, inner_lr)
-            return objective(trainable, batches[inner_steps], carry)[0]
-        return autodiff.value_and_grad(meta_loss)(trainable, batches)[1]
+            _, grads = step_grad(trainable, batches[inner_steps], carry)
+            return grads
 
-    def first_order_meta_gradient(trainable, batches):
-        # With the inner gradients stopped, ∂θ_i/∂θ_0 = I, so the meta-gradient is
-        # the plain gradient at θ_i: no outer tape over the inner steps needed.
-        trainable, carry, _ = _unroll(step_grad, trainable, batches, carry0,
-                                      inner_steps, inner_lr)
-        _, grads = step_grad(trainable, batches[inner_steps], carry)
-        return grads
-
-    meta = first_order_meta_gradient if first_order else full_meta_gradient
-
-    def compute(mask_list, batches):
+        meta = first_order_meta_gradient if first_order else full_meta_gradient
         grads = meta(state.initial_trainable(mask_list), batches)
         # θ_0 = m ⊙ θ_init, so ∂L/∂m = θ_init ⊙ ∂L/∂θ_0.
         deltas = [ops.abs(g * theta)
@@ -149,5 +149,7 @@ def build_meta_gradient(state: ModelState, batches: list,
         total = sum(ops.sum(d) for d in deltas)
         return [d / total for d in deltas]
 
-    compiled = autodiff.function(compute, jit_compile=jit_compile)
+    # The weights are arguments of the compiled program (ModelState.compile), so
+    # every seed of one configuration compiles the same program.
+    compiled = state.compile(compute, jit_compile=jit_compile)
     return lambda mask_list: compiled(mask_list, batches)

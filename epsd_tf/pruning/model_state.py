@@ -18,15 +18,16 @@ against finite differences).
 
 from __future__ import annotations
 
+import copy
 import itertools
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import keras
 import numpy as np
 from absl import logging
 from keras import ops
 
-from epsd_tf.pruning import model_masks
+from epsd_tf.pruning import autodiff, model_masks
 from epsd_tf.pruning.wrapper import PruneLowMagnitude
 
 
@@ -116,6 +117,37 @@ class ModelState:
                                for v in model.trainable_variables]
         self.non_trainable = [ops.convert_to_tensor(v.value)
                               for v in model.non_trainable_variables]
+
+    def values(self) -> tuple:
+        """The tensors that differ between seeds: `(trainable_init, non_trainable)`."""
+        return self.trainable_init, self.non_trainable
+
+    def at(self, values: tuple) -> ModelState:
+        """This state with `values` (as `values()` returns them) as its tensors.
+
+        Inside a compiled scorer `values` are the traced arguments, so the
+        program holds no weights as constants (see `compile`).
+        """
+        view = copy.copy(self)
+        view.trainable_init, view.non_trainable = list(values[0]), list(values[1])
+        view.theta_init = view.prunable(view.trainable_init)
+        return view
+
+    def compile(self, compute: Callable, jit_compile: bool = False) -> Callable:
+        """`compute(state, *args)` compiled (`autodiff.function`); returns `fn(*args)`.
+
+        The state's tensors are arguments of the compiled function, not
+        constants baked into it: two seeds of one configuration (same
+        architecture, dtype, settings and batch shapes) lower to the same
+        program, so JAX's persistent compilation cache (a sweep's
+        `<root>/.jax_cache`) compiles it once, and every call of `fn` reuses
+        one trace.
+        """
+        def scoring(values, *args):
+            return compute(self.at(values), *args)
+        scoring.__name__ = compute.__name__  # the compiled program's name
+        compiled = autodiff.function(scoring, jit_compile=jit_compile)
+        return lambda *args: compiled(self.values(), *args)
 
     def mask_list(self, masks: Mapping[str, np.ndarray] | None) -> list:
         """Masks as tensors in `names` order; ones for weights not in `masks`."""

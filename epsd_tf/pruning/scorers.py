@@ -51,13 +51,14 @@ def _snip(state, batches, *, num_batches: int = 1, method=None):
     method = methods.get(method)
     taken = take_batches(batches, num_batches, "snip")
     meta_gradient.check_batch_kind(method, taken[0][0])
-    objective = meta_gradient.make_objective(state, method)
 
-    def loss(prunable, batch, trainable):
-        carry = meta_gradient.initial_carry(state, method, batch)  # the first step's
-        return objective(state.with_prunable(prunable, trainable), batch, carry)[0]
+    def compute(state, mask_list, batches):
+        objective = meta_gradient.make_objective(state, method)
 
-    def compute(mask_list, batches):
+        def loss(prunable, batch, trainable):
+            carry = meta_gradient.initial_carry(state, method, batch)  # the first step's
+            return objective(state.with_prunable(prunable, trainable), batch, carry)[0]
+
         trainable = state.initial_trainable(mask_list)
         grad_fn = autodiff.value_and_grad(loss)
         totals = [ops.zeros_like(t) for t in state.theta_init]
@@ -66,7 +67,7 @@ def _snip(state, batches, *, num_batches: int = 1, method=None):
             totals = [t + g for t, g in zip(totals, grads)]
         return [ops.abs(g * theta) for g, theta in zip(totals, state.theta_init)]
 
-    compiled = autodiff.function(compute)
+    compiled = state.compile(compute)
     return lambda mask_list: compiled(mask_list, taken)
 
 
@@ -79,16 +80,16 @@ def _grasp(state, batches, *, num_batches: int = 1, temperature: float = 200.0):
     """
     taken = take_batches(batches, num_batches, "grasp")
 
-    def loss(prunable, batch, trainable):
-        x, y = batch
-        logits = state.logits(state.with_prunable(prunable, trainable), image_of(x))
-        return ops.mean(losses.cross_entropy(y, logits / temperature))
+    def compute(state, mask_list, batches):
+        def loss(prunable, batch, trainable):
+            x, y = batch
+            logits = state.logits(state.with_prunable(prunable, trainable), image_of(x))
+            return ops.mean(losses.cross_entropy(y, logits / temperature))
 
-    def g_dot_grad(prunable, batch, trainable, g):
-        _, grads = autodiff.value_and_grad(loss)(prunable, batch, trainable)
-        return sum(ops.sum(a * b) for a, b in zip(g, grads))
+        def g_dot_grad(prunable, batch, trainable, g):
+            _, grads = autodiff.value_and_grad(loss)(prunable, batch, trainable)
+            return sum(ops.sum(a * b) for a, b in zip(g, grads))
 
-    def compute(mask_list, batches):
         trainable = state.initial_trainable(mask_list)
         theta = state.prunable(trainable)
         g = [ops.zeros_like(t) for t in theta]
@@ -101,7 +102,7 @@ def _grasp(state, batches, *, num_batches: int = 1, temperature: float = 200.0):
             hg = [a + b for a, b in zip(hg, grads)]
         return [-t * h for t, h in zip(theta, hg)]
 
-    compiled = autodiff.function(compute)
+    compiled = state.compile(compute)
     return lambda mask_list: compiled(mask_list, taken)
 
 
@@ -120,22 +121,23 @@ def _synflow(state, batches, *, input_shape=None):
         if not model.inputs or any(d is None for d in model.inputs[0].shape[1:]):
             raise ValueError("synflow needs a fixed input shape; pass input_shape=(H, W, C).")
         input_shape = tuple(model.inputs[0].shape[1:])
-    ones = ops.ones((1, *input_shape), state.dtype)
-    abs_non_trainable = [ops.abs(v) if "float" in str(v.dtype) else v
-                         for v in state.non_trainable]
 
-    def r(prunable, abs_trainable):
-        logits = state.logits(state.with_prunable(prunable, abs_trainable), ones,
-                              training=False, non_trainable=abs_non_trainable)
-        return ops.sum(ops.cast(logits, state.dtype))
+    def compute(state, mask_list):
+        ones = ops.ones((1, *input_shape), state.dtype)
+        abs_non_trainable = [ops.abs(v) if "float" in str(v.dtype) else v
+                             for v in state.non_trainable]
 
-    def compute(mask_list):
+        def r(prunable, abs_trainable):
+            logits = state.logits(state.with_prunable(prunable, abs_trainable), ones,
+                                  training=False, non_trainable=abs_non_trainable)
+            return ops.sum(ops.cast(logits, state.dtype))
+
         abs_trainable = [ops.abs(v) for v in state.initial_trainable(mask_list)]
         theta = state.prunable(abs_trainable)
         _, grads = autodiff.value_and_grad(r)(theta, abs_trainable)
         return [ops.abs(t * g) for t, g in zip(theta, grads)]
 
-    return autodiff.function(compute)
+    return state.compile(compute)
 
 
 def _check_inner_steps(inner_steps) -> int:
