@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -64,24 +65,38 @@ def test_smoke_run_writes_the_workdir(tmp_path):
     assert "run.epochs = 2" in operative
 
 
-@pytest.mark.slow
-def test_rerunning_a_finished_run_reports_it_without_training(tmp_path):
+@pytest.fixture(scope="module")
+def finished_smoke(tmp_path_factory):
+    """A finished one-epoch smoke run in a workdir where a bad config failed first:
+    `(workdir, metrics)`. Tests that change the workdir take a copy (`_copy`)."""
+    workdir = tmp_path_factory.mktemp("finished") / "smoke"
+    with pytest.raises(ValueError, match="sparsity"):
+        run_in_process(workdir, [SMOKE], ["prune_at_init.sparsity = 1.5"])
+    return workdir, run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
+
+
+def _copy(finished_smoke, tmp_path):
     workdir = tmp_path / "smoke"
-    first = run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
+    shutil.copytree(finished_smoke[0], workdir)
+    return workdir
+
+
+@pytest.mark.slow
+def test_rerunning_a_finished_run_reports_it_without_training(finished_smoke, tmp_path):
+    workdir = _copy(finished_smoke, tmp_path)
     before = (workdir / "metrics.json").read_text()
     log_before = (workdir / "train_log.csv").read_text()
     operative_before = (workdir / "operative_config.gin").read_text()
     second = run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
-    assert second == first
+    assert second == finished_smoke[1]
     assert (workdir / "metrics.json").read_text() == before
     assert (workdir / "train_log.csv").read_text() == log_before
     assert (workdir / "operative_config.gin").read_text() == operative_before
 
 
 @pytest.mark.slow
-def test_a_different_config_is_refused_in_a_used_workdir(tmp_path):
-    workdir = tmp_path / "smoke"
-    run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
+def test_a_different_config_is_refused_in_a_used_workdir(finished_smoke, tmp_path):
+    workdir = _copy(finished_smoke, tmp_path)
     with pytest.raises(ValueError, match="different config"):
         run_in_process(workdir, [SMOKE], ["run.epochs = 2"])
     metrics = run_in_process(workdir, [SMOKE], ["run.epochs = 2"], overwrite=True)
@@ -183,11 +198,9 @@ def test_bad_input_fails_clearly_before_training(tmp_path, gin_files, bindings, 
 
 
 @pytest.mark.slow
-def test_a_failed_run_leaves_the_workdir_usable(tmp_path):
-    workdir = tmp_path / "w"
-    with pytest.raises(ValueError, match="sparsity"):
-        run_in_process(workdir, [SMOKE], ["prune_at_init.sparsity = 1.5"])
-    metrics = run_in_process(workdir, [SMOKE], ["run.epochs = 1"])
+def test_a_failed_run_leaves_the_workdir_usable(finished_smoke):
+    # The fixture's workdir saw a refused config (sparsity 1.5) before its run.
+    _, metrics = finished_smoke
     assert metrics["epochs"] == 1
     assert metrics["pruning"]["prunable_sparsity"] == pytest.approx(0.9, abs=1e-4)
 

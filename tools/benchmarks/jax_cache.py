@@ -12,8 +12,9 @@ sweep gives it:
   sweep after the first does).
 
 The measured cells use seed 0 (`run.seed`, `load.seed`), the filling one
-seed 1; a program that embeds seed-dependent constants (EPSD's scorer embeds
-the initial weights) misses the warm cache, as it does in a sweep.
+seed 1, as in a sweep: a program that embedded seed-dependent constants would
+miss the warm cache (EPSD's scorer did, with the initial weights as constants,
+until `ModelState.compile` made them arguments).
 
 Figures: per pair warm/cold of the process wall time and of the run's own
 `seconds.total` (`metrics.json`), the median over pairs (tools/bench.py's
