@@ -131,11 +131,11 @@ def _check_direction(direction: dict, variables: dict[str, keras.Variable], labe
                              f"the variable has {tuple(variable.shape)}")
 
 
-def _evaluate(forward, trainable, batches) -> tuple[float, float]:
+def _evaluate(forward, trainable, non_trainable, batches) -> tuple[float, float]:
     """Example-weighted mean cross-entropy and accuracy (as `model.evaluate` weights)."""
     loss_sum, correct, count = 0.0, 0.0, 0
     for images, labels in batches:
-        loss, hits = forward(trainable, images, labels)
+        loss, hits = forward(trainable, non_trainable, images, labels)
         loss_sum += float(loss)
         correct += float(hits)
         count += int(images.shape[0])
@@ -153,7 +153,9 @@ def _grid(model, data, directions, coefficient_grid, num_batches):
     order = sorted(variables, key=lambda path: position[id(variables[path])])
     non_trainable = [v.value for v in model.non_trainable_variables]
 
-    def forward(trainable, images, labels):
+    # Every value is an argument of the compiled forward, not a constant in it, so
+    # every seed's landscape runs one program (the persistent compilation cache).
+    def forward(trainable, non_trainable, images, labels):
         """Summed cross-entropy and correct count of one batch at `trainable`."""
         logits, _ = model.stateless_call(trainable, non_trainable, images, training=False)
         logits = ops.cast(logits, "float32")  # [B, K]
@@ -170,7 +172,7 @@ def _grid(model, data, directions, coefficient_grid, num_batches):
             offset = sum(c * d[path] for c, d in zip(coefficients, directions.values()))
             trainable.append(ops.convert_to_tensor(
                 (originals[path] + offset).astype(originals[path].dtype)))
-        results.append(_evaluate(forward, trainable, batches))
+        results.append(_evaluate(forward, trainable, non_trainable, batches))
     return np.array(results, dtype=np.float64)  # [points, 2]: loss, accuracy
 
 
