@@ -63,8 +63,9 @@ flags.DEFINE_list("phases", None, "device: only these phases of the plan (defaul
 flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the next.")
 flags.DEFINE_list("sweep_flags", [], "plan, device: flags appended to every sweep "
                   "command, e.g. --parallel=5 (plan).")
-flags.DEFINE_float("cells_per_hour", None, "plan: measured throughput (e.g. 8 cells at once "
-                   "on one H200, ~500 s each: ~58); adds device minutes per phase.")
+flags.DEFINE_float("cells_per_hour", None, "plan: measured throughput (one H200, 8 cells "
+                   "at once: ~58 ResNet-20 cells/hour without --mps, ~130 with it); adds "
+                   "device minutes per phase.")
 flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on the GPU "
                     "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
