@@ -151,6 +151,8 @@ def _device() -> int:
     if FLAGS.unfinished and not os.path.isdir(FLAGS.unfinished):
         raise app.UsageError(f"--unfinished={FLAGS.unfinished} is not a directory")
     try:
+        # Bad arguments are refused before the MPS daemon starts (its check takes seconds).
+        device.check_arguments(FLAGS.seconds, FLAGS.parallel, FLAGS.limit)
         with mps.daemon() if FLAGS.mps else contextlib.nullcontext():
             summary = device.run_call(FLAGS.runs_root, FLAGS.to, FLAGS.seconds, FLAGS.parallel,
                 results_dir=FLAGS.results, unfinished=FLAGS.unfinished, phases=phases,

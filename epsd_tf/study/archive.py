@@ -39,6 +39,7 @@ parts are scratch between device calls, never committed.
 
 from __future__ import annotations
 
+import fnmatch
 import io
 import json
 import os
@@ -347,8 +348,6 @@ def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> 
         ValueError: an empty `tag` or `why`, a pattern that matches no committed
             cell, or a cell already superseded under `tag` (before anything moves).
     """
-    import fnmatch
-
     if not tag or not re.fullmatch(r"[A-Za-z0-9._-]+", tag) or not why.strip():
         raise ValueError(f"supersede needs a tag of letters, digits, '.', '_' or '-' (got "
                          f"{tag!r}) and a reason (got {why!r})")
@@ -374,6 +373,15 @@ def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> 
         f.write(f"## {when}: {len(targets)} cells\n\n{why.strip()}\n\n"
                 + "".join(f"- {key}\n" for key in targets) + "\n")
     return list(targets)
+
+
+def superseded_roots(results_dir: str) -> dict[str, str]:
+    """`{tag: directory}` of every `superseded/<tag>/` (a study root of its own)."""
+    base = os.path.join(results_dir, SUPERSEDED)
+    if not os.path.isdir(base):
+        return {}
+    return {tag: os.path.join(base, tag) for tag in sorted(os.listdir(base))
+            if os.path.isdir(os.path.join(base, tag))}
 
 
 def unfinished_cells(source: str) -> dict[str, str]:

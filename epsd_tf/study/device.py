@@ -69,6 +69,17 @@ class _Running:
         self.started = time.monotonic()
 
 
+def check_arguments(seconds: float, parallel: int, limit: float | None = None) -> None:
+    """Raises ValueError for a call `run_call` would refuse (before anything starts)."""
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if limit is not None and not limit > seconds + PACK_MARGIN:
+        raise ValueError(f"limit={limit!r} must exceed seconds + {PACK_MARGIN:.0f} "
+                         f"= {seconds + PACK_MARGIN:.0f} (time to stop and pack)")
+    if parallel < 1:
+        raise ValueError(f"parallel must be >= 1, got {parallel!r}")
+
+
 def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
              results_dir: str = "docs/results/study", unfinished: str | None = None,
              phases: Sequence[plan_lib.Phase] = plan_lib.PHASES,
@@ -101,13 +112,7 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         ValueError: `seconds` or `parallel` not positive, or `limit` not above
             `seconds` + `PACK_MARGIN`, before anything runs.
     """
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds!r}")
-    if limit is not None and not limit > seconds + PACK_MARGIN:
-        raise ValueError(f"limit={limit!r} must exceed seconds + {PACK_MARGIN:.0f} "
-                         f"= {seconds + PACK_MARGIN:.0f} (time to stop and pack)")
-    if parallel < 1:
-        raise ValueError(f"parallel must be >= 1, got {parallel!r}")
+    check_arguments(seconds, parallel, limit)
     start = time.monotonic()
     deadline = start + seconds
     os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
@@ -219,19 +224,18 @@ def _record(summary, run: _Running, runs_root, start, say) -> None:
 
 
 def _pack(runs_root: str, out_dir: str, deadline: float | None) -> dict:
-    finished = archive.pack(runs_root, os.path.join(out_dir, CELLS_TARBALL)) \
-        if os.path.isdir(runs_root) else []
-    unfinished = archive.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
-                                         max_parts=MAX_UNFINISHED_PARTS, deadline=deadline) \
-        if os.path.isdir(runs_root) else {"packed": [], "left_out": []}
+    finished, unfinished, progress = [], {"packed": [], "left_out": []}, {}
+    if os.path.isdir(runs_root):
+        finished = archive.pack(runs_root, os.path.join(out_dir, CELLS_TARBALL))
+        unfinished = archive.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
+                                             max_parts=MAX_UNFINISHED_PARTS, deadline=deadline)
+        # How far every cut cell got (packed or not): how long a family's cells take.
+        progress = {key: archive.epochs_done(path)
+                    for key, path in archive.unfinished_cells(runs_root).items()}
     logs = os.path.join(out_dir, "logs")
     with tarfile.open(os.path.join(out_dir, LOGS_TARBALL), "w:gz") as tar:
         for name in sorted(os.listdir(logs)):
             tar.add(os.path.join(logs, name), arcname=name)
     files.remove(logs)
-    # How far every cut cell got (packed or not): how long a family's cells take.
-    progress = {key: archive.epochs_done(path)
-                for key, path in archive.unfinished_cells(runs_root).items()} \
-        if os.path.isdir(runs_root) else {}
     return {"finished": finished, "unfinished": unfinished["packed"],
             "left_out": unfinished["left_out"], "epochs_done": progress}

@@ -48,13 +48,20 @@ def _slug(*parts) -> str:
     return "_".join(re.sub(r"[^\w.]+", "-", str(p)).strip("-") for p in parts)
 
 
-def _table_sets(rows):
-    """`(arch, allocation)` pairs of pruned main cells, global first; a network with
-    dense cells only gets its global table (its dense column)."""
-    sets = {(r["arch"], r["allocation"]) for r in rows if r["scorer"] != results.DENSE}
-    sets |= {(r["arch"], "global") for r in rows
-             if r["scorer"] == results.DENSE and not any(a == r["arch"] for a, _ in sets)}
+def _ordered(sets):
     return sorted(sets, key=lambda k: (k[0] != "resnet20", k[0], k[1] != "global", k[1]))
+
+
+def _pruned_sets(rows):
+    """`(arch, allocation)` pairs of pruned main cells, global first."""
+    return _ordered({(r["arch"], r["allocation"]) for r in rows if r["scorer"] != results.DENSE})
+
+
+def _table_sets(rows):
+    """`_pruned_sets`, and the global table of a network with dense cells only."""
+    sets = set(_pruned_sets(rows))
+    sets |= {(r["arch"], "global") for r in rows if not any(a == r["arch"] for a, _ in sets)}
+    return _ordered(sets)
 
 
 def _with_dense(rows, arch, allocation):
@@ -121,7 +128,7 @@ def _convergence(results_dir: str) -> str:
             "\n".join(lines) + "\n")
 
 
-def _what_was_run(rows, results_dir: str) -> str:
+def _what_was_run(rows, results_dir: str, superseded: dict) -> str:
     lines = ["| family | gin files and bindings | about | cells committed |",
              "|---|---|---|---:|"]
     for fam in plan.FAMILIES:
@@ -146,7 +153,8 @@ def _what_was_run(rows, results_dir: str) -> str:
                  "per that time.\n\n| collected | note | cells | ResNet-20 training, "
                  "median (min) |\n|---|---|---:|---:|\n")
         # Timing is a property of the run: superseded cells count too.
-        by_key = {r["key"]: r for r in [*_superseded_rows(results_dir), *rows]}
+        by_key = {r["key"]: r for entry in superseded.values() for r in entry["rows"]}
+        by_key.update({r["key"]: r for r in rows})
         for session in files.read_json(sessions_path):
             text += f"| {session['collected']} | {session['note'] or '–'} | " \
                     f"{len(session['cells'])} | {_training_minutes(session, by_key)} |\n"
@@ -165,34 +173,34 @@ def _training_minutes(session: dict, by_key: dict) -> str:
     return f"{statistics.median(seconds) / 60:.1f} (n={len(seconds)})"
 
 
-def _superseded_rows(results_dir: str) -> list[dict]:
-    base = os.path.join(results_dir, archive.SUPERSEDED)
-    tags = sorted(os.listdir(base)) if os.path.isdir(base) else []
-    return [row for tag in tags for row in rows_lib.load(os.path.join(base, tag))]
-
-
-def _superseded(results_dir: str, main) -> str:
-    """Each `superseded/<tag>/`: why, and its cells' tables beside the current cells
-    of the other scorers (so that, e.g., superseded EPSD cells still pair with SNIP)."""
-    base = os.path.join(results_dir, archive.SUPERSEDED)
-    tags = sorted(os.listdir(base)) if os.path.isdir(base) else []
-    text = ""
-    for tag in tags:
-        rows = rows_lib.load(os.path.join(base, tag))
-        if not rows:
-            continue
-        replaced = {(r["family"], r["scorer"]) for r in rows}
-        both = rows + [r for r in main if (r["family"], r["scorer"]) not in replaced]
-        why_path = os.path.join(base, tag, "WHY.md")
+def _load_superseded(results_dir: str) -> dict[str, dict]:
+    """`{tag: {"rows": committed-cell rows, "why": WHY.md}}` of each `superseded/<tag>/`."""
+    loaded = {}
+    for tag, root in archive.superseded_roots(results_dir).items():
+        why_path = os.path.join(root, "WHY.md")
         why = ""
         if os.path.isfile(why_path):
             with open(why_path) as f:
                 why = f.read()
-        why = re.sub(r"^## (.*)$", r"**\1.**", why.strip(), flags=re.M)
+        loaded[tag] = {"rows": rows_lib.load(root), "why": why}
+    return loaded
+
+
+def _superseded(superseded: dict, main) -> str:
+    """Each superseded tag (`_load_superseded`): why, and its cells' tables beside the
+    current cells of the other scorers (so that, e.g., superseded EPSD cells still pair
+    with SNIP)."""
+    text = ""
+    for tag, entry in superseded.items():
+        rows = entry["rows"]
+        if not rows:
+            continue
+        replaced = {(r["family"], r["scorer"]) for r in rows}
+        both = rows + [r for r in main if (r["family"], r["scorer"]) not in replaced]
+        why = re.sub(r"^## (.*)$", r"**\1.**", entry["why"].strip(), flags=re.M)
         text += (f"\n### `{tag}`: {len(rows)} cells\n\n{why}\n\nThese cells with the current "
                  "cells of the other scorers:\n" + _tables(both).replace("\n### ", "\n#### ")
-                 + "\n"
-                 + compare.markdown(compare.comparisons(both)))
+                 + "\n" + compare.markdown(compare.comparisons(both)))
     return text or "\n_No cell has been superseded._\n"
 
 
@@ -229,9 +237,7 @@ def _cost(rows) -> str:
 def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: str) -> str:
     text, written = "", []
     link = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
-    for arch, allocation in _table_sets(rows):
-        if all(r["scorer"] == results.DENSE for r in rows if r["arch"] == arch):
-            continue  # dense cells only: nothing against sparsity yet
+    for arch, allocation in _pruned_sets(rows):  # dense cells only: nothing to plot yet
         summary = results.aggregate(_with_dense(rows, arch, allocation))
         template = os.path.join(figures_dir, f"accuracy_{_slug(arch, allocation)}_{{method}}.png")
         for method, path in plots.plot_accuracy_vs_sparsity(summary, template).items():
@@ -289,6 +295,7 @@ def render(results_dir: str, out_path: str, figures_dir: str) -> tuple[str, list
     """The RESULTS.md text and the figures written."""
     all_rows = rows_lib.load(results_dir)
     main = [r for r in all_rows if not r["landscape_run"]]
+    superseded = _load_superseded(results_dir)
     landscape_rows = [r for r in all_rows if r["landscape_run"]]
     accuracy = compare.comparisons(main)
     jsv = compare.comparisons(main, "mean_jsv_init")
@@ -331,7 +338,7 @@ committed cell keeps the exact `config.gin` it ran, its sweep entry (`cell_state
 command bindings, attempts, wall time) and its per-epoch log, under
 `docs/results/study/<family>/cells/<cell>/`.
 
-{_what_was_run(all_rows, results_dir)}
+{_what_was_run(all_rows, results_dir, superseded)}
 ## Notes
 
 {HAND_BEGIN}
@@ -374,7 +381,7 @@ Sharpness: the mean loss rise at α = ±0.5 along one filter-normalised directio
 Cells taken out of the study because a code fix made them wrong
 (`python tools/study.py supersede`); kept under `docs/results/study/superseded/`
 for the record, and run again by the plan.
-{_superseded(results_dir, main)}
+{_superseded(superseded, main)}
 ## Missing cells
 
 {missing}
