@@ -5,9 +5,10 @@ seeded ResNet-20 on Fashion-MNIST at 90 % sparsity (global, min density 0.2 %):
 twice in float64 (same process: determinism) and once in float32. Prints, per
 pair, the largest score difference (relative to its layer's largest score),
 the mask entries that differ, the kept-set overlap and the largest per-layer
-density gap; saves `float64.npz` / `float32.npz` (scores and masks) under
-`--out`, and with `--against=DIR` compares with another run's files: another
-core count, another XLA flag, GPU against CPU.
+density gap; saves `float64.npz` / `float32.npz` (scores, masks and the
+network's initial weights) under `--out`, and with `--against=DIR` compares
+with another run's files (initial weights included): another core count,
+another XLA flag, GPU against CPU.
 
   KERAS_BACKEND=jax taskset -c 0   python tools/repro/mask_reproducibility.py --out=/tmp/c1
   KERAS_BACKEND=jax taskset -c 0,1 python tools/repro/mask_reproducibility.py --out=/tmp/c2 --against=/tmp/c1
@@ -59,6 +60,13 @@ def compare(name: str, a: dict, b: dict) -> None:
     density = max(abs(float(p.mean()) - float(q.mean())) for p, q in zip(ma, mb))
     print(f"{name:34s} scores {worst:8.1e} | masks differ in {differ:6d} of {total} entries, "
           f"kept overlap {overlap:.4f}, largest layer-density gap {100 * density:.2f} pt")
+    inits = sorted(k for k in a if k.startswith("init:") and k in b)
+    if inits:
+        apart = sum(int((a[k] != b[k]).sum()) for k in inits)
+        largest = max(float(np.abs(a[k] - b[k]).max() / max(np.abs(b[k]).max(), 1e-30))
+                      for k in inits)
+        print(f"{'':34s} initial weights: {apart} of {sum(a[k].size for k in inits)} differ, "
+              f"largest {largest:.1e} of their tensor's largest")
 
 
 def main() -> None:
@@ -81,6 +89,7 @@ def main() -> None:
     splits = data.load("fashion_mnist", batch_size=args.batch_size,
                        max_train_examples=args.examples, seed=args.seed)
     model = models.build("resnet20", splits.info.image_shape, splits.info.num_classes)
+    initial = {"init:" + w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
     taken = take_batches(prune.scoring_view(splits, "dlb", args.seed),
                          scorers.batches_needed("epsd", SETTINGS), "epsd")
     runs = {}
@@ -92,7 +101,7 @@ def main() -> None:
             scores = score_fn()
             masks = masks_lib.masks_from_scores(scores, 0.9, min_density=0.002)
             runs[(dtype, repeat)] = {**{"score:" + n: v for n, v in scores.items()},
-                                     **{"mask:" + n: m for n, m in masks.items()}}
+                                     **{"mask:" + n: m for n, m in masks.items()}, **initial}
             print(f"{dtype} scoring {repeat}: {time.perf_counter() - start:.1f} s")
         np.savez(os.path.join(args.out, f"{dtype}.npz"), **runs[(dtype, 0)])
 
