@@ -17,6 +17,9 @@ another XLA flag, GPU against CPU.
   KERAS_BACKEND=jax python tools/repro/mask_reproducibility.py --out=$OUT/gpu
   XLA_FLAGS=--xla_gpu_deterministic_ops=true KERAS_BACKEND=jax \\
       python tools/repro/mask_reproducibility.py --out=$OUT/gpu_det --against=$OUT/gpu
+  # here, from the GPU's initial weights: is the CPU's float64 mask the GPU's?
+  KERAS_BACKEND=jax python tools/repro/mask_reproducibility.py --out=/tmp/cg \\
+      --dtypes=float64 --weights_from=<gpu files> --against=<gpu files>
 
 What it showed on the 2-core CPU (jax 0.10.2, Keras 3.15.1; batch 32 on 2 048
 images): in float64 the two core counts give identical masks (scores 2e-12
@@ -26,6 +29,15 @@ entries (kept-set overlap 0.59), and either is as far from the float64 mask
 (overlap 0.48) as an input perturbation of a few float32 ulps would make it:
 the meta-gradient is ill-conditioned, so only float64 masks are reproducible
 (docs/METHOD.md, "Reproducibility of masks").
+
+On one H200 (jax 0.11.2, session 7): float64 twice in one process, scores
+1e-13 to 3e-13 apart, identical masks, in two calls. GPU against the CPU's
+files: 17 062 entries differ (overlap 0.68), but the networks did not start
+equal: 186 212 of 273 754 initial weights differ (by up to 7e-7 of their
+tensor's largest; JAX's initialisers round differently on the two
+platforms). Scored on the CPU from the GPU's initial weights
+(`--weights_from`), the float64 scores are 2.4e-12 from the GPU's and the
+mask is identical: a seed fixes the mask on one platform, not across them.
 """
 
 from __future__ import annotations
@@ -78,17 +90,32 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--dtypes", default="float64,float32",
                         help="score dtypes to run (float64 runs twice); float64 alone is faster")
+    parser.add_argument("--weights_from",
+                        help="another run's --out directory: start from its initial weights "
+                             "(separates the platform's initialisers from its scoring)")
     args = parser.parse_args()
     dtypes = args.dtypes.split(",")
     unknown = sorted(set(dtypes) - {"float64", "float32"})
     if unknown:
         raise ValueError(f"--dtypes {unknown} unknown; valid: float64, float32")
+    if args.weights_from:
+        source = os.path.join(args.weights_from, f"{dtypes[0]}.npz")
+        if not os.path.exists(source):
+            raise FileNotFoundError(f"--weights_from: no {source}")
     os.makedirs(args.out, exist_ok=True)
 
     keras.utils.set_random_seed(args.seed)
     splits = data.load("fashion_mnist", batch_size=args.batch_size,
                        max_train_examples=args.examples, seed=args.seed)
     model = models.build("resnet20", splits.info.image_shape, splits.info.num_classes)
+    if args.weights_from:
+        given = np.load(source)
+        missing = [w.path for w in model.weights if "init:" + w.path not in given]
+        if missing:
+            raise ValueError(f"--weights_from: {source} has no initial weights for {missing[:3]} "
+                             "(written before the files kept them?)")
+        for w in model.weights:
+            w.assign(given["init:" + w.path])
     initial = {"init:" + w.path: keras.ops.convert_to_numpy(w) for w in model.weights}
     taken = take_batches(prune.scoring_view(splits, "dlb", args.seed),
                          scorers.batches_needed("epsd", SETTINGS), "epsd")
