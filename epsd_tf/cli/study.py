@@ -11,8 +11,10 @@
       unfinished-NN.tar.gz parts (scratch, not committed)
   python tools/study.py restore --to=runs/study [--unfinished=<dir of those parts>]
       ... and the cut cells, so the same sweep commands resume them
-  python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2"
-      commit those files (refused: unplanned cells, another configuration)
+  python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2" \
+      [--repeats=<tag>]
+      commit those files (refused: unplanned cells, another configuration); with
+      --repeats, committed cells that ran again are kept under <results>/repeats/<tag>/
   python tools/study.py device --mps --seconds=470 --limit=550 --parallel=8 --to=$OUT \
       [--unfinished=<dir>]
       one device call (on the GPU machine): restore, the plan's next sweeps sharing
@@ -70,6 +72,9 @@ flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on 
                     "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
                     "--parallel), kept in <results>/sessions.json and shown in RESULTS.md.")
+flags.DEFINE_string("repeats", None, "collect: keep the cells that were committed already "
+                    "and ran again (other metrics) under <results>/repeats/<tag>/; the report "
+                    "compares each with its committed run.")
 flags.DEFINE_list("cells", [], "supersede: committed cells to take out, as <family>/<cell> "
                   "globs (e.g. 'r20/epsd-*').")
 flags.DEFINE_string("tag", None, "supersede: the name of the reason's directory, "
@@ -205,8 +210,11 @@ def _main(argv):
     elif action == "collect":
         if not FLAGS["from"].value:
             raise app.UsageError("collect needs --from=<tarball, study root or sweep root>")
-        outcome = archive.collect(FLAGS["from"].value, FLAGS.to or FLAGS.results, _say,
-                                  note=FLAGS.note)
+        try:
+            outcome = archive.collect(FLAGS["from"].value, FLAGS.to or FLAGS.results, _say,
+                                      note=FLAGS.note, repeats=FLAGS.repeats)
+        except ValueError as error:
+            raise app.UsageError(str(error)) from error
         for key in outcome["new"]:
             logging.info("committed %s", key)
     else:

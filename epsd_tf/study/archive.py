@@ -243,15 +243,34 @@ def _committed_family_configs(destination: str) -> dict[str, tuple[str, dict]]:
     return configs
 
 
+def _rerun(key: str, content: Mapping[str, bytes], destination: str) -> bool:
+    """Whether a cell committed with the same config was run again: its metrics differ
+    from the committed copy's (a restored copy, packed again, is byte-identical)."""
+    fam, name = key.split("/")
+    with open(os.path.join(destination, fam, grid.CELLS, name, files.METRICS), "rb") as f:
+        return f.read() != content[files.METRICS]
+
+
+def _write_cell(target: str, content: Mapping[str, bytes]) -> None:
+    for relative, data in content.items():
+        path = os.path.join(target, relative)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        files.write_bytes(path, data)
+
+
 def collect(source: str, destination: str, report: Callable[[str], None] = logging.info,
             phases: Sequence[plan_lib.Phase] = plan_lib.PHASES,
-            note: str | None = None) -> dict[str, list[str]]:
+            note: str | None = None, repeats: str | None = None) -> dict[str, list[str]]:
     """Commits the finished cells of `source` (a study root, sweep root or `.tar.gz`).
 
     Every cell is checked first (planned, run with the plan's configuration,
     the same config as the committed cells of its family and as a committed
     copy of itself); only then are files written. A cell already committed
-    with the same config is left as it is.
+    with the same config is left as it is; if it ran again (other metrics: a
+    second run of the same cell), that run is a "rerun", kept only with
+    `repeats`, under `<destination>/repeats/<repeats>/<family>/cells/<cell>`:
+    the report compares it with the committed run (the run-to-run noise of
+    one cell, seed and mask fixed).
 
     Args:
         source: where the cells are.
@@ -259,42 +278,65 @@ def collect(source: str, destination: str, report: Callable[[str], None] = loggi
         report: receives one summary line.
         phases: the plan the cells must belong to (default: the study's).
         note: what ran them (hardware, software, session), recorded with the
-            new cells' keys and the time in `<destination>/sessions.json`.
+            new cells' (and kept reruns') keys and the time in
+            `<destination>/sessions.json`.
+        repeats: a tag (letters, digits, '.', '_', '-') to keep the reruns under.
 
     Returns:
-        `{"new": [keys], "same": [keys]}`.
+        `{"new": [keys], "same": [keys], "rerun": [keys]}` ("same" excludes reruns).
 
     Raises:
-        ValueError: a cell fails a check (nothing is written).
+        ValueError: a cell fails a check, a bad `repeats` tag, or a rerun already
+            kept under that tag (nothing is written).
         FileNotFoundError: `source` holds no cells.
     """
+    if repeats is not None:
+        _check_tag(repeats, "repeats")
     if os.path.isfile(source):
         with tempfile.TemporaryDirectory() as unpacked:
             with tarfile.open(source) as tar:
                 tar.extractall(unpacked, filter="data")
-            return collect(unpacked, destination, report, phases, note)
+            return collect(unpacked, destination, report, phases, note, repeats)
     cells = finished_cells(source)
     contents = {key: small_files(path) for key, path in cells.items()}
     family_configs = _committed_family_configs(destination)
     planned = plan_lib.planned_cells(phases)
-    outcome: dict[str, list[str]] = {"new": [], "same": []}
+    outcome: dict[str, list[str]] = {"new": [], "same": [], "rerun": []}
     for key, content in contents.items():
-        outcome[_check(key, content, destination, planned, family_configs)].append(key)
+        verdict = _check(key, content, destination, planned, family_configs)
+        if verdict == "same" and _rerun(key, content, destination):
+            verdict = "rerun"
+        outcome[verdict].append(key)
+    repeat_targets = {}
+    if repeats is not None:
+        for key in outcome["rerun"]:
+            fam, name = key.split("/")
+            repeat_targets[key] = os.path.join(destination, REPEATS, repeats, fam, grid.CELLS,
+                                               name)
+            if os.path.exists(repeat_targets[key]):
+                raise ValueError(f"{key} already has a repeat kept under {repeats!r}: "
+                                 f"{repeat_targets[key]}; give another --repeats tag")
     for key in outcome["new"]:
         fam, name = key.split("/")
-        target = os.path.join(destination, fam, grid.CELLS, name)
-        for relative, data in contents[key].items():
-            path = os.path.join(target, relative)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            files.write_bytes(path, data)
-    if outcome["new"]:
+        _write_cell(os.path.join(destination, fam, grid.CELLS, name), contents[key])
+    for key, target in repeat_targets.items():
+        _write_cell(target, contents[key])
+    if outcome["new"] or repeat_targets:
         log_path = os.path.join(destination, SESSIONS)
         sessions = files.read_json(log_path) if os.path.isfile(log_path) else []
-        sessions.append({"collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                         "note": note or "", "cells": sorted(outcome["new"])})
+        entry = {"collected": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                 "note": note or "", "cells": sorted(outcome["new"])}
+        if repeat_targets:
+            entry["repeats"] = {repeats: sorted(repeat_targets)}
+        sessions.append(entry)
         files.write_json(log_path, sessions)
+    reruns = ""
+    if outcome["rerun"]:
+        reruns = (f"; {len(outcome['rerun'])} were committed already and ran again: "
+                  + (f"kept as repeats under {REPEATS}/{repeats}/" if repeats else
+                     "left out (keep them with --repeats=<tag>)"))
     report(f"collected {len(outcome['new'])} new cells into {destination}; "
-           f"{len(outcome['same'])} were committed already")
+           f"{len(outcome['same'])} were committed already{reruns}")
     return outcome
 
 
@@ -328,6 +370,7 @@ def restore(results_dir: str, runs_root: str) -> list[str]:
 
 
 SUPERSEDED = "superseded"  # under the results directory: cells taken out of the study
+REPEATS = "repeats"  # under the results directory: second runs of committed cells
 
 
 def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> list[str]:
@@ -348,9 +391,9 @@ def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> 
         ValueError: an empty `tag` or `why`, a pattern that matches no committed
             cell, or a cell already superseded under `tag` (before anything moves).
     """
-    if not tag or not re.fullmatch(r"[A-Za-z0-9._-]+", tag) or not why.strip():
-        raise ValueError(f"supersede needs a tag of letters, digits, '.', '_' or '-' (got "
-                         f"{tag!r}) and a reason (got {why!r})")
+    _check_tag(tag, "supersede")
+    if not why.strip():
+        raise ValueError(f"supersede needs a reason (got {why!r})")
     committed = dict(_cell_dirs(results_dir))
     moves = {}
     for pattern in patterns:
@@ -375,13 +418,27 @@ def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> 
     return list(targets)
 
 
-def superseded_roots(results_dir: str) -> dict[str, str]:
-    """`{tag: directory}` of every `superseded/<tag>/` (a study root of its own)."""
-    base = os.path.join(results_dir, SUPERSEDED)
+def _check_tag(tag: str, what: str) -> None:
+    if not tag or not re.fullmatch(r"[A-Za-z0-9._-]+", tag):
+        raise ValueError(f"{what} needs a tag of letters, digits, '.', '_' or '-' (got {tag!r})")
+
+
+def _tagged_roots(results_dir: str, kind: str) -> dict[str, str]:
+    base = os.path.join(results_dir, kind)
     if not os.path.isdir(base):
         return {}
     return {tag: os.path.join(base, tag) for tag in sorted(os.listdir(base))
             if os.path.isdir(os.path.join(base, tag))}
+
+
+def superseded_roots(results_dir: str) -> dict[str, str]:
+    """`{tag: directory}` of every `superseded/<tag>/` (a study root of its own)."""
+    return _tagged_roots(results_dir, SUPERSEDED)
+
+
+def repeat_roots(results_dir: str) -> dict[str, str]:
+    """`{tag: directory}` of every `repeats/<tag>/` (`collect(repeats=)`; a study root)."""
+    return _tagged_roots(results_dir, REPEATS)
 
 
 def unfinished_cells(source: str) -> dict[str, str]:

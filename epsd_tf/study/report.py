@@ -22,7 +22,7 @@ from absl import logging
 from epsd_tf import files
 from epsd_tf.analysis import plots, results
 from epsd_tf.analysis.landscape_stage import read_landscape
-from epsd_tf.study import archive, claims, compare, plan
+from epsd_tf.study import archive, claims, compare, plan, repeats
 from epsd_tf.study import rows as rows_lib
 
 HAND_BEGIN = "<!-- hand-written: begin (kept by tools/study.py report) -->"
@@ -382,6 +382,12 @@ Cells taken out of the study because a code fix made them wrong
 (`python tools/study.py supersede`); kept under `docs/results/study/superseded/`
 for the record, and run again by the plan.
 {_superseded(superseded, main)}
+## Cells run twice
+
+The same cell (seed, mask and data order fixed) run again, kept by
+`python tools/study.py collect --repeats=<tag>` under `docs/results/study/repeats/`:
+how far one cell's accuracy moves from run to run, against the spread over seeds.
+{repeats.markdown(repeats.pairs(results_dir, all_rows))}
 ## Missing cells
 
 {missing}

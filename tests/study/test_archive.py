@@ -226,3 +226,32 @@ def test_superseded_cells_leave_the_study_whole_and_the_plan_runs_them_again(tmp
     archive.collect(runs, tree)
     with pytest.raises(ValueError, match="already superseded"):
         archive.supersede(tree, ["r20/epsd-*"], "fp32-bn", "again")
+
+
+def test_a_committed_cell_that_ran_again_is_kept_as_a_repeat_only_when_asked(tmp_path):
+    runs, again, tree = (str(tmp_path / n) for n in ("runs", "again", "study"))
+    for cell, accuracy in ((EPSD_98, 0.80), (DENSE_0, 0.90)):
+        helpers.write_cell(runs, plan.R20, cell, accuracy=accuracy)
+    archive.collect(runs, tree)
+    committed = _tree(tree)
+    # The next call restored both cells (byte-identical) and ran EPSD once more.
+    archive.restore(tree, again)
+    helpers.write_cell(again, plan.R20, EPSD_98, accuracy=0.81)
+    with pytest.raises(ValueError, match="tag"):
+        archive.collect(again, tree, repeats="a b")
+    outcome = archive.collect(again, tree)  # without a tag: reported, not written
+    assert outcome == {"new": [], "same": ["r20/dense-dlb-seed0"],
+                       "rerun": ["r20/epsd-dlb-s0.98-seed0"]}
+    assert _tree(tree) == committed
+    outcome = archive.collect(again, tree, note="call 2", repeats="s7")
+    kept = os.path.join(tree, archive.REPEATS, "s7", "r20", "cells", EPSD_98.name)
+    assert json.load(open(os.path.join(kept, "metrics.json")))["test"]["accuracy"] == 0.81
+    first = os.path.join(tree, "r20", "cells", EPSD_98.name, "metrics.json")
+    assert json.load(open(first))["test"]["accuracy"] == 0.80  # the committed run stays
+    assert archive.repeat_roots(tree) == {"s7": os.path.join(tree, archive.REPEATS, "s7")}
+    assert json.load(open(os.path.join(tree, "sessions.json")))[-1]["repeats"] == {
+        "s7": ["r20/epsd-dlb-s0.98-seed0"]}
+    assert sorted(plan.committed(tree)) == sorted(  # the plan does not count a repeat
+        f"r20/{c.name}" for c in (EPSD_98, DENSE_0))
+    with pytest.raises(ValueError, match="already has a repeat"):
+        archive.collect(again, tree, repeats="s7")

@@ -141,3 +141,23 @@ def test_a_network_with_dense_cells_only_gets_its_dense_table_and_no_figure(comm
     text, written = report.render(committed, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
     assert "### vgg16_bn, global allocation" in text and "| dlb | dense | 93.00" in text
     assert not any("vgg16" in os.path.basename(path) for path in written)
+
+
+def test_a_cell_run_twice_is_paired_with_its_committed_run(committed, tmp_path):
+    again = str(tmp_path / "again")
+    archive.restore(committed, again)
+    helpers.write_cell(again, plan.R20, grid.Cell("epsd", "dlb", 0.98, 1), accuracy=0.815,
+                       floor=2)
+    helpers.write_cell(again, plan.R20, grid.Cell("snip", "dlb", 0.98, 0), accuracy=0.785,
+                       floor=1)  # another mask profile than the committed run's
+    archive.collect(again, committed, repeats="s7")
+    text, _ = report.render(committed, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    section = text.split("## Cells run twice")[1].split("## Missing cells")[0]
+    assert "### `s7`: 2 cells run twice" in section
+    # EPSD at 98 %: seeds 0.80/0.82/0.84/0.81, std 1.71 pt; SNIP 0.79/0.80/0.81, std 1.00 pt.
+    assert "| r20/epsd-dlb-s0.98-seed1 | 82.00 | 81.50 | -0.50 | same | 1.71 |" in section
+    assert "| r20/snip-dlb-s0.98-seed0 | 79.00 | 78.50 | -0.50 | differ | 1.00 |" in section
+    assert "median 0.50 pt, largest 0.50 pt, over 2 cells" in section
+    assert "seed-to-seed std of their groups: median 1.35 pt" in section
+    # The tables above still hold the committed runs only.
+    assert text.count("r20/epsd-dlb-s0.98-seed1") == 1
