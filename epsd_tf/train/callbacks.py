@@ -51,7 +51,10 @@ class Backup(keras.callbacks.Callback):
     with the optimizer and the self-distillation state) every `every_steps`
     steps and at each epoch end, with the position `{"epoch", "batches_done"}`;
     `position(directory)` reads it back so that the caller feeds exactly the
-    batches not yet trained on (`experiment.run`). A new weights file is
+    batches not yet trained on (`experiment.run`). The position also carries
+    the training time up to that backup, summed over the attempts that led to
+    it (`training_seconds(directory)`), so that a resumed run reports the time
+    its whole training took, not only its last attempt's. A new weights file is
     written first, then the position naming it, then the old file goes: a
     kill at any point leaves a consistent pair. The directory is kept when
     `fit` ends (`run` removes it once the trained model is saved).
@@ -87,7 +90,15 @@ class Backup(keras.callbacks.Callback):
         state = cls._state(directory)
         return (int(state["epoch"]), int(state["batches_done"])) if state else (0, 0)
 
+    @classmethod
+    def training_seconds(cls, directory: str) -> float:
+        """Training time up to the last backup, over every attempt (0.0 without one)."""
+        state = cls._state(directory)
+        return float(state.get("training_seconds", 0.0)) if state else 0.0
+
     def on_train_begin(self, logs=None):
+        self._began = time.perf_counter()
+        self._earlier = self.training_seconds(self.restore_from)
         state = self._state(self.restore_from)
         if state is None:
             return
@@ -116,8 +127,10 @@ class Backup(keras.callbacks.Callback):
         old = self._state(self.directory)
         name = f"epoch{epoch}-batch{batches_done}.weights.h5"
         self.model.save_weights(os.path.join(self.directory, name), overwrite=True)
+        seconds = self._earlier + time.perf_counter() - self._began
         files.write_json(os.path.join(self.directory, self.POSITION),
-                         {"epoch": epoch, "batches_done": batches_done, "weights": name})
+                         {"epoch": epoch, "batches_done": batches_done, "weights": name,
+                          "training_seconds": seconds})
         if old and old["weights"] != name:
             files.remove(os.path.join(self.directory, old["weights"]))
 

@@ -203,6 +203,10 @@ def run(workdir: str, *,
                 # (`pruning.scoring_view`), whose batches depend on the seed only.
                 model, pruning_report, pruning_seconds = _pruned_model(
                     out, model, prune, splits, method, seed, reuse_from=resume_dir)
+                if pruning_seconds:  # scored now: its time outlives this attempt
+                    stages.record("pruning", {"seconds": pruning_seconds})
+                else:  # reloaded: the attempt that scored recorded its time
+                    pruning_seconds = (stages.get("pruning") or {}).get("seconds", 0.0)
 
             jsv_images = _test_images(splits, mean_jsv_examples)
             if mean_jsv_examples and plan.is_chief:
@@ -217,11 +221,12 @@ def run(workdir: str, *,
                     num_examples=info.num_train, epochs=epochs)
                 trainer.compile(optimizer=make_optimizer(steps_per_epoch=steps, epochs=epochs),
                                 jit_compile=_jit_compile(jit_compile))
-                fit_start = time.perf_counter()
+                backup = os.path.join(resume_dir, files.BACKUP)
+                # Earlier attempts' training time (up to their last backup) counts too.
+                fit_start = time.perf_counter() - callbacks_lib.Backup.training_seconds(backup)
                 _fit(trainer, out, splits, method, seed, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, backup_every_steps=backup_every_steps,
-                     verbose=verbose, plan=plan,
-                     restore_from=os.path.join(resume_dir, files.BACKUP))
+                     verbose=verbose, plan=plan, restore_from=backup)
                 training_seconds = time.perf_counter() - fit_start
                 test_metrics = trainer.evaluate(plan.local_batches(splits.test),
                                                 return_dict=True, verbose=0)

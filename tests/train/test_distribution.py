@@ -132,6 +132,34 @@ def test_data_parallel_over_the_devices_or_a_warning_with_one(caplog):
     assert "sees one device" in caplog.text
 
 
+def test_a_backup_carries_the_training_time_of_every_attempt(tmp_path):
+    """A resumed `fit` adds its time to the time recorded by the backup it resumed from."""
+    import time
+
+    from epsd_tf.train import callbacks
+    from tests import students
+
+    images, _, labels = students.arrays(16)
+    backup = str(tmp_path / "backup")
+    assert callbacks.Backup.training_seconds(backup) == 0.0  # no backup yet
+
+    class Slow(keras.callbacks.Callback):  # 50 ms per step: times far above clock noise
+        def on_train_batch_end(self, batch, logs=None):
+            time.sleep(0.05)
+
+    student = students.conv_student(seed=0)
+    student.compile(optimizer=keras.optimizers.SGD(0.1),
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    student.fit(images, labels, batch_size=8, epochs=1, verbose=0,
+                callbacks=[callbacks.Backup(backup), Slow()])
+    first = callbacks.Backup.training_seconds(backup)
+    assert first >= 0.1  # two steps of at least 50 ms
+    student.fit(images, labels, batch_size=8, initial_epoch=1, epochs=2, verbose=0,
+                callbacks=[callbacks.Backup(backup, start=(1, 0)), Slow()])
+    assert callbacks.Backup.position(backup) == (2, 0)
+    assert callbacks.Backup.training_seconds(backup) >= first + 0.1
+
+
 def test_a_worker_resumes_from_the_chiefs_backup_and_writes_its_own(tmp_path):
     """`Backup(restore_from=)`: another worker's restore source is the chief's backup."""
     from epsd_tf.train import callbacks

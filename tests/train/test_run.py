@@ -122,6 +122,10 @@ def test_resume_after_a_killed_run(tmp_path):
     assert (workdir / "backup").is_dir()
     assert not (workdir / "metrics.json").exists()
     epochs_done = len(log.read_text().strip().splitlines()) - 1
+    trained_before = json.loads((workdir / "backup" / "position.json").read_text())[
+        "training_seconds"]
+    pruning = json.loads((workdir / "stages.json").read_text())["pruning"]["seconds"]
+    assert trained_before > 0 and pruning > 0
 
     result = run_tool("--gin_file=gin/smoke.gin", f"--workdir={workdir}", *bindings)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -132,6 +136,10 @@ def test_resume_after_a_killed_run(tmp_path):
     assert epochs[epochs_done] in (epochs_done, epochs_done + 1)
     assert epochs[-1] == 11
     assert "resuming: loading the pruned initial network" in result.stderr
+    # The times cover both attempts: the scoring of the first, the training of both.
+    seconds = json.loads((workdir / "metrics.json").read_text())["seconds"]
+    assert seconds["pruning"] == pruning
+    assert seconds["training"] > trained_before
 
 
 @pytest.mark.parametrize("gin_file", sorted(f for f in os.listdir(GIN_DIR) if f.endswith(".gin")))
