@@ -228,9 +228,9 @@ def _cost(rows) -> str:
                      f"{show(mean('scoring_pass_equivalents'), 0)} | "
                      f"{show(mean('training_passes'), 0)} | {show(mean('ptd_over_epsd'), 1)} |")
     return ("Seconds are wall time of the run's stages (scoring includes XLA compilation; "
-            "cells shared a GPU). Cells cut and resumed before session 7 recorded only their "
-            "last attempt's times (no scoring time) and are left out: `cells` counts the cells "
-            "used. Passes are batch-sized forward+backward passes "
+            "cells shared a GPU). A cell cut and resumed whose first attempt ran before session "
+            "7 recorded only its last attempt's times (no scoring time) and is left out: "
+            "`cells` counts the cells used. Passes are batch-sized forward+backward passes "
             "(`analysis/cost.py`); Prune-then-Distill's count (teacher 200 epochs, up to 7 × 130 "
             "epochs of IMP, 200 epochs of KD) leaves out the teacher's forward passes during "
             "KD, so the ratio is a lower bound.\n\n" + "\n".join(lines) + "\n")
