@@ -17,7 +17,8 @@ Suites (each a `run(quick) -> dict` in tools/benchmarks/):
   input     DLB batches/s of the TF-free numpy input path against tf.data
   gpu       Keras-JAX on a GPU (not in the default list; `--smoke`: tiny sizes on
             CPU): SD step / stock fit, EPSD scoring / train step, TF-free input
-            path / data on the device, epsd_tf DLB / PyTorch eager DLB, peak
+            path / data on the device, DLB with a run's callbacks / without,
+            epsd_tf DLB / PyTorch eager DLB, peak
             memory of ResNet-18 scoring (tools/benchmarks/gpu.py); `--only=sd_vs_fit,
             scoring` and `--methods=dlb` run a subset (device time)
 
@@ -49,7 +50,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_multi_enum("suite", list(DEFAULT_SUITES), SUITES, "Suites to run.")
 flags.DEFINE_bool("smoke", False, "gpu suite only: tiny sizes, to check it runs on CPU.")
 flags.DEFINE_list("only", None, "gpu suite only: the parts to run (memory, sd_vs_fit, "
-                  "scoring, input_path, torch_dlb; default all), to save device time.")
+                  "scoring, input_path, callbacks, torch_dlb; default all), to save device time.")
 flags.DEFINE_integer("input_workers", None, "gpu suite only: worker threads of the "
                      "input_path part (default: the library's, CPU count up to 8).")
 flags.DEFINE_list("methods", None, "gpu suite only: the SD methods of sd_vs_fit "

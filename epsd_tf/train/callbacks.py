@@ -11,9 +11,19 @@ from absl import logging
 
 from epsd_tf import backends, files
 
+# No callback of a run has a per-step hook unless it must (`StepBackup`): Keras
+# (JAX) dispatches the batch-end callbacks asynchronously only when none of them
+# overrides `on_train_batch_end`/`on_batch_end`; otherwise it converts every
+# step's logs to Python numbers in the training loop, which waits for the
+# device at every step (`tools/benchmarks/gpu.py`, part "callbacks", measures the cost).
+
 
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` and `images_per_second` to each epoch's logs.
+
+    The steps of an epoch are the optimizer's iterations over it (read at the
+    epoch's ends, where the training state is synced), so it needs no per-step
+    hook.
 
     Args:
         images_per_step: images the network sees per training step (for DLB
@@ -24,32 +34,35 @@ class EpochTimer(keras.callbacks.Callback):
         super().__init__()
         self.images_per_step = images_per_step
         self._start = 0.0
-        self._steps = 0
+        self._iterations = 0
+
+    def _optimizer_iterations(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
-        self._steps = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._steps += 1
+        self._iterations = self._optimizer_iterations()
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self._start
+        steps = self._optimizer_iterations() - self._iterations
         if logs is not None:
             logs["epoch_seconds"] = seconds
-            logs["images_per_second"] = self._steps * self.images_per_step / max(seconds, 1e-9)
+            logs["images_per_second"] = steps * self.images_per_step / max(seconds, 1e-9)
         logging.info("epoch %d: %.1f s", epoch + 1, seconds)
 
 
 class Backup(keras.callbacks.Callback):
     """Backs up the training state with its position in the data, for exact resume.
 
+    At each epoch end; `StepBackup` also every N steps (mid-epoch).
+
     Keras 3.15's `BackupAndRestore` records the batch of a mid-epoch backup but
     restores only the epoch, so a resumed run trains the interrupted epoch's
     first batches twice (and, resumed once, records later mid-epoch backups
     under epoch 0). This callback saves the weights (`model.save_weights`:
-    with the optimizer and the self-distillation state) every `every_steps`
-    steps and at each epoch end, with the position `{"epoch", "batches_done"}`;
+    with the optimizer and the self-distillation state) at each epoch end
+    (`StepBackup`: also every N steps), with the position `{"epoch", "batches_done"}`;
     `position(directory)` reads it back so that the caller feeds exactly the
     batches not yet trained on (`experiment.run`). The position also carries
     the training time up to that backup, summed over the attempts that led to
@@ -61,7 +74,6 @@ class Backup(keras.callbacks.Callback):
 
     Args:
         directory: the backup directory (created on first save).
-        every_steps: also back up every N training steps; None: epoch ends only.
         start: the position this `fit` call starts from (`position(directory)`).
         restore_from: the backup directory to resume from (default:
             `directory`); a multi-worker run's other workers write their own
@@ -70,12 +82,11 @@ class Backup(keras.callbacks.Callback):
 
     POSITION = "position.json"
 
-    def __init__(self, directory: str, every_steps: int | None = None,
-                 start: tuple[int, int] = (0, 0), restore_from: str | None = None):
+    def __init__(self, directory: str, start: tuple[int, int] = (0, 0),
+                 restore_from: str | None = None):
         super().__init__()
         self.directory = directory
         self.restore_from = restore_from or directory
-        self.every_steps = every_steps
         self.start = tuple(start)
         self._epoch, self._done, self._since_save = start[0], start[1], 0
 
@@ -112,12 +123,6 @@ class Backup(keras.callbacks.Callback):
         self._epoch = epoch
         self._done = self.start[1] if epoch == self.start[0] else 0
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._done += 1
-        self._since_save += 1
-        if self.every_steps and self._since_save >= self.every_steps:
-            self._save(self._epoch, self._done)
-
     def on_epoch_end(self, epoch, logs=None):
         self._save(epoch + 1, 0)
 
@@ -133,6 +138,28 @@ class Backup(keras.callbacks.Callback):
                           "training_seconds": seconds})
         if old and old["weights"] != name:
             files.remove(os.path.join(self.directory, old["weights"]))
+
+
+class StepBackup(Backup):
+    """`Backup` that also backs up every `every_steps` training steps (mid-epoch).
+
+    Its per-step hook makes Keras wait for the device at every step (see the
+    note above `EpochTimer`): the price of a backup position inside an epoch.
+    """
+
+    def __init__(self, directory: str, every_steps: int,
+                 start: tuple[int, int] = (0, 0), restore_from: str | None = None):
+        if not isinstance(every_steps, int) or every_steps < 1:
+            raise ValueError(f"StepBackup needs every_steps >= 1, got {every_steps!r}; "
+                             "Backup backs up at epoch ends only")
+        super().__init__(directory, start, restore_from)
+        self.every_steps = every_steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done += 1
+        self._since_save += 1
+        if self._since_save >= self.every_steps:
+            self._save(self._epoch, self._done)
 
 
 def progress_verbosity(verbose: int | str) -> int:
@@ -169,7 +196,9 @@ def standard_callbacks(workdir: str, images_per_step: int,
         EpochTimer(images_per_step),
         # Kept when fit ends: `run` deletes it once the trained model is saved,
         # so a kill in between resumes after the last epoch instead of at 0.
-        Backup(os.path.join(workdir, files.BACKUP), backup_every_steps, start, restore_from),
+        StepBackup(os.path.join(workdir, files.BACKUP), backup_every_steps, start,
+                   restore_from) if backup_every_steps else
+        Backup(os.path.join(workdir, files.BACKUP), start, restore_from),
         keras.callbacks.CSVLogger(os.path.join(workdir, files.TRAIN_LOG), append=True),
     ]
     if backends.has_tensorflow():

@@ -141,6 +141,10 @@ def run(workdir: str, *,
         raise ValueError(f"mean_jsv_examples must be >= 0, got {mean_jsv_examples!r}")
     if steps_per_epoch is not None and steps_per_epoch < 1:
         raise ValueError(f"steps_per_epoch must be >= 1 or None, got {steps_per_epoch!r}")
+    if backup_every_steps is not None and (not isinstance(backup_every_steps, int)
+                                           or backup_every_steps < 1):
+        raise ValueError(f"backup_every_steps must be an int >= 1 or None (epoch ends only), "
+                         f"got {backup_every_steps!r}")
     method = methods_lib.get(method)
     verbose = callbacks_lib.progress_verbosity(verbose)
     for stage in (export, pqat, landscape):  # TensorFlow-only stages on another backend

@@ -11,12 +11,13 @@ import gpu  # noqa: E402
 
 
 def test_gpu_suite_smoke_runs_and_reports_ratios():
-    result = gpu.run(smoke=True, parts=("sd_vs_fit", "scoring"),
+    result = gpu.run(smoke=True, parts=("sd_vs_fit", "scoring", "callbacks"),
                      methods=("dlb",))
     assert result["backend"] == "jax"
     assert result["sd_vs_fit"]["dlb"]["ratio"] > 0
     assert result["sd_vs_fit"]["dlb"]["images_per_second"] > 0
     assert result["scoring"]["ratio"] > 0
+    assert result["callbacks"]["ratio"] > 0 and result["callbacks"]["per_step"] > 0
 
 
 def test_gpu_suite_rejects_unknown_parts():

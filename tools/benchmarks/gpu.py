@@ -16,6 +16,13 @@ ResNet-20, 28x28x1, 10 classes, batch B = 128, float32, unless noted.
                     (`epsd_tf.data.load(...)` + `for_method`: numpy
                     augmentation of both views in worker threads) / the same
                     training on batches already on the device (>= 0.85)
+  callbacks         DLB images/s with the callbacks of a run
+                    (`callbacks.standard_callbacks`, no per-step hook, so
+                    Keras dispatches steps asynchronously) / without
+                    callbacks (target >= 0.95); and per_step: with those
+                    callbacks plus one no-op per-step hook (what every run
+                    had before session 7: Keras then reads each step's logs
+                    back, waiting for the device) / without callbacks
   torch_dlb         epsd_tf DLB images/s / PyTorch eager DLB images/s of the
                     same ResNet-20 (`torch_dlb.py`; >= 1.5); skipped without
                     PyTorch
@@ -46,7 +53,8 @@ from epsd_tf import models, pruning  # noqa: E402
 from epsd_tf.distill.model import SelfDistillationModel  # noqa: E402
 
 METHODS = ("none", "dlb", "cskd", "pskd")
-TARGETS = {"sd_vs_fit": 0.9, "scoring": 15.0, "input_path": 0.85, "torch_dlb": 1.5}
+TARGETS = {"sd_vs_fit": 0.9, "scoring": 15.0, "input_path": 0.85, "torch_dlb": 1.5,
+           "callbacks": 0.95}
 FULL = {"model": "resnet20", "image_shape": (28, 28, 1), "num_classes": 10, "batch": 128,
         "steps": 100,
         "rounds": 5, "memory_shape": (32, 32, 3), "memory_model": "resnet18",
@@ -125,9 +133,10 @@ def _stock_model(cfg: dict) -> keras.Model:
     return model
 
 
-def _fit_seconds(model, data) -> float:
+def _fit_seconds(model, data, callbacks=()) -> float:
     start = time.perf_counter()
-    model.fit(data, epochs=1, verbose=0)  # logs are read back: the steps are done
+    # The epoch's logs are read back at its end: the steps are done.
+    model.fit(data, epochs=1, verbose=0, callbacks=list(callbacks))
     return time.perf_counter() - start
 
 
@@ -222,6 +231,41 @@ def input_path(cfg: dict) -> dict:
             "target": TARGETS["input_path"]}
 
 
+class _PerStepHook(keras.callbacks.Callback):
+    """A no-op per-step hook: Keras then reads every step's logs back (a device wait)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        pass
+
+
+def callbacks(cfg: dict) -> dict:
+    """DLB with a run's callbacks, and with a per-step hook added, / without callbacks."""
+    import tempfile  # noqa: PLC0415
+
+    from epsd_tf.train import callbacks as callbacks_lib  # noqa: PLC0415
+
+    model = _sd_model("dlb", cfg, num_examples=cfg["steps"] * cfg["batch"])
+    device = DeviceBatches(_method_batches("dlb", cfg), cfg["steps"])
+    with tempfile.TemporaryDirectory() as workdir:
+        def run_callbacks():  # a fresh set per fit, as each `fit` of a run gets
+            return callbacks_lib.standard_callbacks(workdir, 2 * cfg["batch"])
+
+        _fit_seconds(model, device, run_callbacks())  # compile
+        bare, with_run = _paired(lambda: _fit_seconds(model, device),
+                                 lambda: _fit_seconds(model, device, run_callbacks()),
+                                 cfg["rounds"])
+        bare_2, per_step = _paired(
+            lambda: _fit_seconds(model, device),
+            lambda: _fit_seconds(model, device, run_callbacks() + [_PerStepHook()]),
+            cfg["rounds"])
+    images = 2 * cfg["batch"] * cfg["steps"]
+    return {"ratio": _median_ratio(bare, with_run), "per_step": _median_ratio(bare_2, per_step),
+            "images_per_second": images / statistics.median(with_run),
+            "per_step_images_per_second": images / statistics.median(per_step),
+            "bare_images_per_second": images / statistics.median(bare + bare_2),
+            "target": TARGETS["callbacks"]}
+
+
 def torch_dlb(cfg: dict) -> dict:
     """epsd_tf DLB images/s / PyTorch eager DLB images/s (same ResNet-20, batch)."""
     # `benchmarks.torch_dlb` under tools/bench.py; `torch_dlb` beside a script run.
@@ -274,7 +318,7 @@ def memory(cfg: dict) -> dict:
     return result
 
 
-PARTS = ("memory", "sd_vs_fit", "scoring", "input_path", "torch_dlb")
+PARTS = ("memory", "sd_vs_fit", "scoring", "input_path", "callbacks", "torch_dlb")
 
 
 def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS,
@@ -304,7 +348,7 @@ def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS,
 
         result["device"] = str(jax.local_devices()[0].device_kind)
     functions = {"memory": memory, "sd_vs_fit": sd_vs_fit, "scoring": scoring,
-                 "input_path": input_path, "torch_dlb": torch_dlb}
+                 "input_path": input_path, "callbacks": callbacks, "torch_dlb": torch_dlb}
     for name in [p for p in PARTS if p in parts]:
         part = functions[name]
         start = time.perf_counter()
