@@ -6,7 +6,8 @@ own committed files (never from the plan, so a row cannot be mislabelled):
 
 * `family`, `arch` (`build.name` of its `config.gin`), `allocation`
   (`global`, `erk` or `uniform` from `prune_at_init.scope`/`layer_density`,
-  plus `, <R> rounds` when `prune_at_init.rounds` is set above 1),
+  plus `, <R> rounds` when `prune_at_init.rounds` is set above 1 and
+  `, <layers> dense` for `prune_at_init.keep_dense`),
 * `landscape_run` (the cell ran the loss-landscape stage: its family re-runs
   cells of another family, so its accuracies are kept out of the main tables),
 * the cost account of its `metrics.json` and the sweep's wall time
@@ -15,6 +16,7 @@ own committed files (never from the plan, so a row cannot be mislabelled):
 
 from __future__ import annotations
 
+import ast
 import os
 
 from epsd_tf import files
@@ -40,6 +42,10 @@ def allocation(parameters: dict) -> str:
     rounds = _value(parameters, "prune_at_init.rounds", "None")
     if rounds not in ("None", "1"):
         label += f", {rounds} rounds"
+    keep_dense = ast.literal_eval(parameters.get("prune_at_init.keep_dense", "()"))
+    if keep_dense:
+        names = (keep_dense,) if isinstance(keep_dense, str) else keep_dense
+        label += f", {'+'.join(names)} dense"
     return label
 
 

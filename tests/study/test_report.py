@@ -46,6 +46,23 @@ def test_allocation_labels_come_from_the_config():
                             "prune_at_init.layer_density": "'erk'"}) == "erk"
     assert rows.allocation({"prune_at_init.rounds": "5"}) == "global, 5 rounds"
     assert rows.allocation({"prune_at_init.rounds": "None"}) == "global"
+    assert rows.allocation({"prune_at_init.keep_dense": "['logits']"}) == "global, logits dense"
+    assert rows.allocation({"prune_at_init.keep_dense": "()"}) == "global"
+
+
+def test_the_classifier_ablation_is_its_own_group_and_claim(committed, tmp_path):
+    runs = str(tmp_path / "ablation")
+    for (scorer, seed), accuracy in ACCURACY.items():  # every cell +5 pt with logits dense
+        helpers.write_cell(runs, plan.R20_DENSE_CLASSIFIER, grid.Cell(scorer, "dlb", 0.98, seed),
+                           accuracy=accuracy + 0.05)
+    archive.collect(runs, committed)
+    text, _ = report.render(committed, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    assert "### resnet20, global, logits dense allocation" in text
+    assert "| resnet20 | global, logits dense | dlb | 98 % | snip | 3 | +2.00 |" in text
+    claim = text.split("### The classifier left dense (our ablation)")[1].split("### ")[0]
+    assert "*Our question:*" in claim and "EPSD − snip = +2.00 pt" in claim
+    allocation = text.split("### Allocation (layer-wise ERK")[1].split("### ")[0]
+    assert "No committed cells test this yet." in allocation  # not an allocation variant
 
 
 def test_paired_comparison_uses_matched_seeds_only(committed):
