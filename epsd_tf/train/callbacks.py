@@ -104,13 +104,16 @@ class Backup(keras.callbacks.Callback):
     @classmethod
     def training_seconds(cls, directory: str) -> float:
         """Training time up to the last backup, over every attempt (0.0 without one)."""
-        state = cls._state(directory)
+        return cls._seconds(cls._state(directory))
+
+    @staticmethod
+    def _seconds(state: dict | None) -> float:
         return float(state.get("training_seconds", 0.0)) if state else 0.0
 
     def on_train_begin(self, logs=None):
         self._began = time.perf_counter()
-        self._earlier = self.training_seconds(self.restore_from)
         state = self._state(self.restore_from)
+        self._earlier = self._seconds(state)
         if state is None:
             return
         if self.model.optimizer is not None and not self.model.optimizer.built:

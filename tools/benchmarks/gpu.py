@@ -246,9 +246,12 @@ def callbacks(cfg: dict) -> dict:
 
     model = _sd_model("dlb", cfg, num_examples=cfg["steps"] * cfg["batch"])
     device = DeviceBatches(_method_batches("dlb", cfg), cfg["steps"])
-    with tempfile.TemporaryDirectory() as workdir:
-        def run_callbacks():  # a fresh set per fit, as each `fit` of a run gets
-            return callbacks_lib.standard_callbacks(workdir, 2 * cfg["batch"])
+    with tempfile.TemporaryDirectory() as scratch:
+        def run_callbacks():
+            # A fresh set and workdir per fit, as a run's first `fit` gets: with the last
+            # fit's backup there, each timed fit would also restore it.
+            return callbacks_lib.standard_callbacks(tempfile.mkdtemp(dir=scratch),
+                                                    2 * cfg["batch"])
 
         _fit_seconds(model, device, run_callbacks())  # compile
         bare, with_run = _paired(lambda: _fit_seconds(model, device),
