@@ -16,13 +16,14 @@ ResNet-20, 28x28x1, 10 classes, batch B = 128, float32, unless noted.
                     (`epsd_tf.data.load(...)` + `for_method`: numpy
                     augmentation of both views in worker threads) / the same
                     training on batches already on the device (>= 0.85)
-  callbacks         DLB images/s with the callbacks of a run
-                    (`callbacks.standard_callbacks`, no per-step hook, so
-                    Keras dispatches steps asynchronously) / without
-                    callbacks (target >= 0.95); and per_step: with those
-                    callbacks plus one no-op per-step hook (what every run
-                    had before session 7: Keras then reads each step's logs
-                    back, waiting for the device) / without callbacks
+  callbacks         over one study-length epoch (422 DLB steps): images/s
+                    with the callbacks of a run (`callbacks.standard_callbacks`,
+                    no per-step hook, so Keras dispatches steps
+                    asynchronously) / without callbacks (target >= 0.95),
+                    with their epoch-end seconds; and per_step: those
+                    callbacks / those plus one no-op per-step hook (what every
+                    run had before session 7: Keras then reads each step's
+                    logs back, waiting for the device), with its ms per step
   torch_dlb         epsd_tf DLB images/s / PyTorch eager DLB images/s of the
                     same ResNet-20 (`torch_dlb.py`; >= 1.5); skipped without
                     PyTorch
@@ -58,10 +59,12 @@ TARGETS = {"sd_vs_fit": 0.9, "scoring": 15.0, "input_path": 0.85, "torch_dlb": 1
 FULL = {"model": "resnet20", "image_shape": (28, 28, 1), "num_classes": 10, "batch": 128,
         "steps": 100,
         "rounds": 5, "memory_shape": (32, 32, 3), "memory_model": "resnet18",
-        "memory_batch": 128, "input_examples": 128 * 100}
+        "memory_batch": 128, "input_examples": 128 * 100,
+        # One epoch of the study (54 000 training images, batch 128): `callbacks`.
+        "epoch_steps": 422}
 SMOKE = {"model": "small_cnn", "image_shape": (8, 8, 1), "num_classes": 10, "batch": 4,
          "steps": 2, "rounds": 2, "memory_shape": (8, 8, 3), "memory_model": "small_cnn",
-         "memory_batch": 4, "input_examples": 4 * 2}
+         "memory_batch": 4, "input_examples": 4 * 2, "epoch_steps": 2}
 
 
 class DeviceBatches(keras.utils.PyDataset):
@@ -239,13 +242,22 @@ class _PerStepHook(keras.callbacks.Callback):
 
 
 def callbacks(cfg: dict) -> dict:
-    """DLB with a run's callbacks, and with a per-step hook added, / without callbacks."""
+    """DLB epochs of the study's length: a run's callbacks / none, and a per-step hook's cost.
+
+    Two paired comparisons over `cfg["epoch_steps"]` steps (one study epoch, so
+    the epoch-end work weighs what it weighs in a run): a run's callbacks
+    against none (`ratio`; their epoch-end work, mostly the backup, in
+    `epoch_end_seconds`), and a run's callbacks with a no-op per-step hook
+    against without (`per_step`; `per_step_hook_ms` is what one step pays when
+    Keras reads its logs back, i.e. what the run's callbacks save by having none).
+    """
     import tempfile  # noqa: PLC0415
 
     from epsd_tf.train import callbacks as callbacks_lib  # noqa: PLC0415
 
-    model = _sd_model("dlb", cfg, num_examples=cfg["steps"] * cfg["batch"])
-    device = DeviceBatches(_method_batches("dlb", cfg), cfg["steps"])
+    steps = cfg["epoch_steps"]
+    model = _sd_model("dlb", cfg, num_examples=steps * cfg["batch"])
+    device = DeviceBatches(_method_batches("dlb", cfg), steps)
     with tempfile.TemporaryDirectory() as scratch:
         def run_callbacks():
             # A fresh set and workdir per fit, as a run's first `fit` gets: with the last
@@ -253,19 +265,23 @@ def callbacks(cfg: dict) -> dict:
             return callbacks_lib.standard_callbacks(tempfile.mkdtemp(dir=scratch),
                                                     2 * cfg["batch"])
 
-        _fit_seconds(model, device, run_callbacks())  # compile
-        bare, with_run = _paired(lambda: _fit_seconds(model, device),
-                                 lambda: _fit_seconds(model, device, run_callbacks()),
-                                 cfg["rounds"])
-        bare_2, per_step = _paired(
-            lambda: _fit_seconds(model, device),
-            lambda: _fit_seconds(model, device, run_callbacks() + [_PerStepHook()]),
+        def with_run():
+            return _fit_seconds(model, device, run_callbacks())
+
+        _fit_seconds(model, device, run_callbacks() + [_PerStepHook()])  # compile
+        bare, run = _paired(lambda: _fit_seconds(model, device), with_run, cfg["rounds"])
+        run_2, hooked = _paired(
+            with_run, lambda: _fit_seconds(model, device, run_callbacks() + [_PerStepHook()]),
             cfg["rounds"])
-    images = 2 * cfg["batch"] * cfg["steps"]
-    return {"ratio": _median_ratio(bare, with_run), "per_step": _median_ratio(bare_2, per_step),
-            "images_per_second": images / statistics.median(with_run),
-            "per_step_images_per_second": images / statistics.median(per_step),
-            "bare_images_per_second": images / statistics.median(bare + bare_2),
+    images = 2 * cfg["batch"] * steps
+    return {"ratio": _median_ratio(bare, run), "per_step": _median_ratio(run_2, hooked),
+            "steps": steps,
+            "epoch_end_seconds": statistics.median(r - b for r, b in zip(run, bare)),
+            "per_step_hook_ms": 1e3 * statistics.median(
+                (h - r) / steps for h, r in zip(hooked, run_2)),
+            "images_per_second": images / statistics.median(run + run_2),
+            "hooked_images_per_second": images / statistics.median(hooked),
+            "bare_images_per_second": images / statistics.median(bare),
             "target": TARGETS["callbacks"]}
 
 
@@ -329,7 +345,8 @@ def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS,
     """The GPU figures (`smoke`: tiny sizes for CPU; `quick`: fewer steps).
 
     Args:
-        quick: 30 steps x 3 rounds instead of 100 x 5.
+        quick: 30 steps x 3 rounds instead of 100 x 5 (`callbacks` keeps its
+            study-length epoch, with 3 rounds).
         smoke: tiny model and batches (checks that every part runs, on CPU).
         parts: which of `PARTS` to run (memory first: its peak is process-wide).
         methods: the SD methods of `sd_vs_fit`.
