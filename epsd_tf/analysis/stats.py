@@ -92,6 +92,11 @@ def sign_test(wins: int, losses: int) -> float:
     return min(1.0, 2.0 * tail)
 
 
+# With 5 seeds all pointing one way the sign test's p is 0.0625 (3 seeds: 0.25).
+ONE_WAY_SEEDS = 5
+ONE_WAY = "every seed one way"
+
+
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
                       confidence: float = 0.95) -> dict:
     """Compares `a - b` over the seeds both have.
@@ -105,8 +110,11 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
         `n`, `seeds` (matched), `mean`, `std` (sample, ddof=1), `low`, `high`
         (the t interval; None with fewer than 2 seeds), `wins`, `losses`,
         `ties` (seeds where a > b, a < b, a == b), `sign_p`, and `verdict`:
-        "real" (interval excludes 0), "noise" (it includes 0) or "too few
-        seeds" (n < 2).
+        "real" (interval excludes 0), "every seed one way" (it includes 0, but
+        with at least `ONE_WAY_SEEDS` seeds every difference has the same sign:
+        an outcome that is either fine or a collapse widens a t interval, and
+        the sign test, p = 2 / 2^n, is then the better reading), "noise" (it
+        includes 0 otherwise) or "too few seeds" (n < 2).
     """
     seeds = sorted(set(a) & set(b))
     differences = np.asarray([a[s] - b[s] for s in seeds], np.float64)
@@ -122,5 +130,10 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
         std = float(np.std(differences, ddof=1))
         half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
         result.update(std=std, low=result["mean"] - half, high=result["mean"] + half)
-        result["verdict"] = "real" if result["low"] > 0 or result["high"] < 0 else "noise"
+        if result["low"] > 0 or result["high"] < 0:
+            result["verdict"] = "real"
+        elif n >= ONE_WAY_SEEDS and n in (result["wins"], result["losses"]):
+            result["verdict"] = ONE_WAY
+        else:
+            result["verdict"] = "noise"
     return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from epsd_tf.analysis import stats
 from epsd_tf.analysis.results import DENSE
 from epsd_tf.study import compare
 
@@ -26,10 +27,15 @@ def tally(records: Sequence[dict]) -> str:
         return "No comparison is possible yet (no common seed committed)."
     ahead = sum(r["verdict"] == "real" and r["mean"] > 0 for r in records)
     behind = sum(r["verdict"] == "real" and r["mean"] < 0 for r in records)
-    noise = sum(r["verdict"] == "noise" for r in records)
+    one_way = [r for r in records if r["verdict"] == stats.ONE_WAY]
+    noise = sum(r["verdict"] == "noise" for r in records) + len(one_way)
     few = sum(r["verdict"] == "too few seeds" for r in records)
     text = (f"Of {len(records)} comparisons, the 95 % interval puts EPSD ahead in {ahead}, "
             f"behind in {behind}, and includes 0 in {noise}")
+    if one_way:
+        behind_all = sum(r["mean"] < 0 for r in one_way)
+        text += (f" (in {len(one_way)} of these every seed points one way: EPSD behind in "
+                 f"{behind_all}, ahead in {len(one_way) - behind_all})")
     return text + (f"; {few} have fewer than 2 matched seeds." if few else ".")
 
 

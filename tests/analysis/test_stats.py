@@ -44,3 +44,18 @@ def test_paired_difference_over_matched_seeds():
     assert noisy["verdict"] == "noise" and noisy["low"] < 0 < noisy["high"]
     single = stats.paired_difference({0: 1.0}, {0: 0.5})
     assert single["verdict"] == "too few seeds" and single["low"] is None
+
+
+def test_a_collapse_on_some_seeds_reads_every_seed_one_way_not_noise():
+    # EPSD at 98 % on ResNet-20: about 89 % or a collapse, behind SNIP on every seed.
+    epsd = {0: 89.29, 1: 71.91, 2: 89.57, 3: 31.64, 4: 25.95}
+    snip = {0: 90.86, 1: 90.19, 2: 90.38, 3: 90.45, 4: 90.73}
+    result = stats.paired_difference(epsd, snip)
+    assert result["low"] < 0 < result["high"]  # the t interval is no help here
+    assert (result["losses"], result["sign_p"]) == (5, 0.0625)
+    assert result["verdict"] == stats.ONE_WAY
+    # One seed the other way: noise; three seeds one way (sign p = 0.25): noise too.
+    epsd[0] = 91.0
+    assert stats.paired_difference(epsd, snip)["verdict"] == "noise"
+    three = stats.paired_difference({0: 89.0, 1: 30.0, 2: 89.5}, {0: 90.0, 1: 90.1, 2: 90.2})
+    assert three["low"] < 0 < three["high"] and three["verdict"] == "noise"

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from epsd_tf.study import archive, compare, plan, report, rows
+from epsd_tf.analysis import stats
+from epsd_tf.study import archive, claims, compare, plan, report, rows
 from epsd_tf.sweep import grid
 from tests.study import helpers
 
@@ -73,6 +74,17 @@ def test_paired_comparison_uses_matched_seeds_only(committed):
     assert (record["low"], record["high"]) == pytest.approx((0.02 - half, 0.02 + half))
     assert (record["wins"], record["losses"], record["sign_p"]) == (3, 0, 0.25)
     assert record["verdict"] == "noise"  # t(0.975, 2) = 4.30: the interval is ±2.48 pt
+
+
+def test_the_claims_tally_names_comparisons_where_every_seed_points_one_way():
+    def record(mean, verdict):
+        return {"mean": mean, "verdict": verdict}
+
+    text = claims.tally([record(-0.29, stats.ONE_WAY), record(-0.01, "noise"),
+                         record(-0.013, "real"), record(0.02, "too few seeds")])
+    assert text == ("Of 4 comparisons, the 95 % interval puts EPSD ahead in 0, behind in 1, "
+                    "and includes 0 in 2 (in 1 of these every seed points one way: EPSD "
+                    "behind in 1, ahead in 0); 1 have fewer than 2 matched seeds.")
 
 
 def test_iterative_epsd_is_compared_with_the_one_shot_scorers(tmp_path):
