@@ -16,11 +16,12 @@ ResNet-20, 28x28x1, 10 classes, batch B = 128, float32, unless noted.
                     (`epsd_tf.data.load(...)` + `for_method`: numpy
                     augmentation of both views in worker threads) / the same
                     training on batches already on the device (>= 0.85)
-  callbacks         over one study-length epoch (422 DLB steps): images/s
-                    with the callbacks of a run (`callbacks.standard_callbacks`,
-                    no per-step hook, so Keras dispatches steps
-                    asynchronously) / without callbacks (target >= 0.95),
-                    with their epoch-end seconds; and per_step: those
+  callbacks         a run's callbacks (`callbacks.standard_callbacks`, no
+                    per-step hook, so Keras dispatches steps asynchronously)
+                    over study-length epochs (422 DLB steps): their seconds
+                    per epoch and per fit (paired fits of 1 and 2 epochs
+                    against none), and the images/s they leave a 30-epoch
+                    run / none (target >= 0.95); and per_step: those
                     callbacks / those plus one no-op per-step hook (what every
                     run had before session 7: Keras then reads each step's
                     logs back, waiting for the device), with its ms per step
@@ -60,11 +61,13 @@ FULL = {"model": "resnet20", "image_shape": (28, 28, 1), "num_classes": 10, "bat
         "steps": 100,
         "rounds": 5, "memory_shape": (32, 32, 3), "memory_model": "resnet18",
         "memory_batch": 128, "input_examples": 128 * 100,
-        # One epoch of the study (54 000 training images, batch 128): `callbacks`.
-        "epoch_steps": 422}
+        # One epoch of the study (54 000 training images, batch 128) and its length
+        # in epochs: `callbacks`.
+        "epoch_steps": 422, "study_epochs": 30}
 SMOKE = {"model": "small_cnn", "image_shape": (8, 8, 1), "num_classes": 10, "batch": 4,
          "steps": 2, "rounds": 2, "memory_shape": (8, 8, 3), "memory_model": "small_cnn",
-         "memory_batch": 4, "input_examples": 4 * 2, "epoch_steps": 2}
+         "memory_batch": 4, "input_examples": 4 * 2, "epoch_steps": 2,
+         "study_epochs": 30}
 
 
 class DeviceBatches(keras.utils.PyDataset):
@@ -136,10 +139,10 @@ def _stock_model(cfg: dict) -> keras.Model:
     return model
 
 
-def _fit_seconds(model, data, callbacks=()) -> float:
+def _fit_seconds(model, data, callbacks=(), epochs: int = 1) -> float:
     start = time.perf_counter()
     # The epoch's logs are read back at its end: the steps are done.
-    model.fit(data, epochs=1, verbose=0, callbacks=list(callbacks))
+    model.fit(data, epochs=epochs, verbose=0, callbacks=list(callbacks))
     return time.perf_counter() - start
 
 
@@ -242,20 +245,22 @@ class _PerStepHook(keras.callbacks.Callback):
 
 
 def callbacks(cfg: dict) -> dict:
-    """DLB epochs of the study's length: a run's callbacks / none, and a per-step hook's cost.
+    """DLB epochs of the study's length: what a run's callbacks cost per fit and per epoch.
 
-    Two paired comparisons over `cfg["epoch_steps"]` steps (one study epoch, so
-    the epoch-end work weighs what it weighs in a run): a run's callbacks
-    against none (`ratio`; their epoch-end work, mostly the backup, in
-    `epoch_end_seconds`), and a run's callbacks with a no-op per-step hook
-    against without (`per_step`; `per_step_hook_ms` is what one step pays when
-    Keras reads its logs back, i.e. what the run's callbacks save by having none).
+    Over `cfg["epoch_steps"]` steps per epoch (one study epoch): fits of 1 and
+    of 2 epochs with a run's fresh callbacks against none, paired, give their
+    cost per epoch (the backup, the CSV row: the 2-epoch extra minus the
+    1-epoch extra) and per fit (set-up, the first backup); `ratio` is what
+    those make of a `study_epochs`-epoch run's images/s. Then a run's
+    callbacks with a no-op per-step hook against without (`per_step`;
+    `per_step_hook_ms` is what each step pays when Keras reads its logs back:
+    what the run's callbacks save by having no per-step hook).
     """
     import tempfile  # noqa: PLC0415
 
     from epsd_tf.train import callbacks as callbacks_lib  # noqa: PLC0415
 
-    steps = cfg["epoch_steps"]
+    steps, epochs = cfg["epoch_steps"], cfg["study_epochs"]
     model = _sd_model("dlb", cfg, num_examples=steps * cfg["batch"])
     device = DeviceBatches(_method_batches("dlb", cfg), steps)
     with tempfile.TemporaryDirectory() as scratch:
@@ -265,23 +270,32 @@ def callbacks(cfg: dict) -> dict:
             return callbacks_lib.standard_callbacks(tempfile.mkdtemp(dir=scratch),
                                                     2 * cfg["batch"])
 
-        def with_run():
-            return _fit_seconds(model, device, run_callbacks())
+        def bare(epochs):
+            return lambda: _fit_seconds(model, device, epochs=epochs)
 
-        _fit_seconds(model, device, run_callbacks() + [_PerStepHook()])  # compile
-        bare, run = _paired(lambda: _fit_seconds(model, device), with_run, cfg["rounds"])
-        run_2, hooked = _paired(
-            with_run, lambda: _fit_seconds(model, device, run_callbacks() + [_PerStepHook()]),
-            cfg["rounds"])
+        def with_run(epochs, hook=False):
+            return lambda: _fit_seconds(model, device, run_callbacks()
+                                        + ([_PerStepHook()] if hook else []), epochs=epochs)
+
+        with_run(1, hook=True)()  # compile
+        bare_1, run_1 = _paired(bare(1), with_run(1), cfg["rounds"])
+        bare_2, run_2 = _paired(bare(2), with_run(2), cfg["rounds"])
+        run_1b, hooked = _paired(with_run(1), with_run(1, hook=True), cfg["rounds"])
+    extra_1 = statistics.median(r - b for r, b in zip(run_1, bare_1))
+    extra_2 = statistics.median(r - b for r, b in zip(run_2, bare_2))
+    bare_epoch = statistics.median(bare_1)
+    per_epoch = extra_2 - extra_1
+    per_fit = extra_1 - per_epoch
     images = 2 * cfg["batch"] * steps
-    return {"ratio": _median_ratio(bare, run), "per_step": _median_ratio(run_2, hooked),
-            "steps": steps,
-            "epoch_end_seconds": statistics.median(r - b for r, b in zip(run, bare)),
+    return {"ratio": epochs * bare_epoch / (epochs * (bare_epoch + per_epoch) + per_fit),
+            "per_epoch_seconds": per_epoch, "per_fit_seconds": per_fit,
+            "steps": steps, "study_epochs": epochs,
+            "per_step": _median_ratio(run_1b, hooked),
             "per_step_hook_ms": 1e3 * statistics.median(
-                (h - r) / steps for h, r in zip(hooked, run_2)),
-            "images_per_second": images / statistics.median(run + run_2),
+                (h - r) / steps for h, r in zip(hooked, run_1b)),
+            "bare_images_per_second": images / bare_epoch,
+            "one_epoch_images_per_second": images / statistics.median(run_1 + run_1b),
             "hooked_images_per_second": images / statistics.median(hooked),
-            "bare_images_per_second": images / statistics.median(bare),
             "target": TARGETS["callbacks"]}
 
 
