@@ -16,10 +16,11 @@
       commit those files (refused: unplanned cells, another configuration); with
       --repeats, committed cells that ran again are kept under <results>/repeats/<tag>/
   python tools/study.py device --mps --seconds=470 --limit=550 --parallel=8 --to=$OUT \
-      [--unfinished=<dir>]
+      [--unfinished=<dir>] [--phases=vgg16 --start_before=60]
       one device call (on the GPU machine): restore, the plan's next sweeps sharing
       --parallel slots until --seconds, then pack finished and unfinished cells,
-      the sweep logs and a summary into --to (at most 8 files)
+      the sweep logs and a summary into --to (at most 8 files); with
+      --start_before no cell starts after it and the call ends when they finish
   python tools/study.py supersede --cells='r20/epsd-*' --tag=<name> --why="..."
       take committed cells a code fix made wrong out of the study, kept under
       <results>/superseded/<tag>/; the plan runs them again
@@ -54,6 +55,9 @@ flags.DEFINE_string("unfinished", None, "restore: a directory of unfinished-NN.t
                     "written by pack --unfinished_to; their cells go back under --to.")
 flags.DEFINE_float("seconds", None, "device: stop the sweeps this many seconds after the "
                    "start (leave ~60 s under the machine's command limit to stop and pack).")
+flags.DEFINE_float("start_before", None, "device: start no cell this many seconds after the "
+                   "start; the call ends when the started cells finish (for cells too large "
+                   "to carry to the next call, e.g. VGG-16-BN: a cut one is lost).")
 flags.DEFINE_float("limit", None, "device: the call's hard limit in seconds from the start "
                    "(e.g. 560 under a 600 s command with ~40 s of set-up): unfinished cells "
                    "not packed 15 s before it are left out, so the files are written in time.")
@@ -157,11 +161,12 @@ def _device() -> int:
         raise app.UsageError(f"--unfinished={FLAGS.unfinished} is not a directory")
     try:
         # Bad arguments are refused before the MPS daemon starts (its check takes seconds).
-        device.check_arguments(FLAGS.seconds, FLAGS.parallel, FLAGS.limit)
+        device.check_arguments(FLAGS.seconds, FLAGS.parallel, FLAGS.limit, FLAGS.start_before)
         with mps.daemon() if FLAGS.mps else contextlib.nullcontext():
             summary = device.run_call(FLAGS.runs_root, FLAGS.to, FLAGS.seconds, FLAGS.parallel,
                 results_dir=FLAGS.results, unfinished=FLAGS.unfinished, phases=phases,
-                sweep_flags=FLAGS.sweep_flags, limit=FLAGS.limit, say=_say)
+                sweep_flags=FLAGS.sweep_flags, limit=FLAGS.limit,
+                start_before=FLAGS.start_before, say=_say)
     except (ValueError, mps.MpsError) as error:
         raise app.UsageError(str(error)) from error
     _say("cells left per phase: " + ", ".join(f"{k} {v}" for k, v in summary["left"].items()))

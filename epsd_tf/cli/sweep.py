@@ -76,6 +76,10 @@ flags.DEFINE_string("shard", None,
 flags.DEFINE_bool("wait_busy", True,
                   "Wait for cells another live sweep on --root runs: count them done if it "
                   "finishes them, run them if it dies. --nowait_busy: leave them to it.")
+flags.DEFINE_float("start_until", None,
+                   "Start no cell after this Unix time (seconds since the epoch, e.g. "
+                   "$(( $(date +%s) + 300 ))); the cells not started are reported not run, "
+                   "the running ones finish (tools/study.py device --start_before).")
 flags.DEFINE_bool("status", False,
                   "Report every cell of --root (done, running where, failed, pending), "
                   "per-shard progress and the ETA; run nothing.")
@@ -139,7 +143,8 @@ def _sweep() -> int:
         seeds=FLAGS.seeds, density_plots=FLAGS.density_plots, dry_run=FLAGS.dry_run,
         collect_only=FLAGS.collect_only, max_failures=FLAGS.max_failures,
         run_tool=FLAGS.run_tool, report=_report, parallel=FLAGS.parallel,
-        gpus=FLAGS.gpus, shard=FLAGS.shard, wait_busy=FLAGS.wait_busy, slots=FLAGS.slots)
+        gpus=FLAGS.gpus, shard=FLAGS.shard, wait_busy=FLAGS.wait_busy, slots=FLAGS.slots,
+        start_until=FLAGS.start_until)
 
 
 def main():

@@ -17,6 +17,10 @@ between machines. `run_call` does one such command's worth of the study:
    (`unfinished/`, to carry into the next call), plus the sweeps' logs and a
    summary (`study_call.json`): at most 8 files, as the device returns.
 
+With `start_before` no cell starts after that many seconds, and the call ends
+as soon as the started cells finish: for cells too large to carry to the next
+call, which a deadline would only waste.
+
 The same function runs on any machine (a CPU one runs the same sweeps,
 slowly); the sweep tool and its flags are parameters, so tests use a stand-in.
 """
@@ -69,10 +73,14 @@ class _Running:
         self.started = time.monotonic()
 
 
-def check_arguments(seconds: float, parallel: int, limit: float | None = None) -> None:
+def check_arguments(seconds: float, parallel: int, limit: float | None = None,
+                    start_before: float | None = None) -> None:
     """Raises ValueError for a call `run_call` would refuse (before anything starts)."""
     if not seconds > 0:
         raise ValueError(f"seconds must be > 0, got {seconds!r}")
+    if start_before is not None and not 0 < start_before < seconds:
+        raise ValueError(f"start_before={start_before!r} must be in (0, seconds={seconds!r}): "
+                         "the time after which no cell starts, before the deadline")
     if limit is not None and not limit > seconds + PACK_MARGIN:
         raise ValueError(f"limit={limit!r} must exceed seconds + {PACK_MARGIN:.0f} "
                          f"= {seconds + PACK_MARGIN:.0f} (time to stop and pack)")
@@ -84,7 +92,7 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
              results_dir: str = "docs/results/study", unfinished: str | None = None,
              phases: Sequence[plan_lib.Phase] = plan_lib.PHASES,
              sweep_flags: Sequence[str] = (), sweep_tool: str = plan_lib.SWEEP_TOOL,
-             limit: float | None = None,
+             limit: float | None = None, start_before: float | None = None,
              say: Callable[[str], None] = logging.info) -> dict:
     """Runs the study for `seconds` on this machine and packs what it did (module doc).
 
@@ -103,6 +111,12 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         limit: the call's hard limit, from its start: unfinished cells not yet
             compressed `PACK_MARGIN` seconds before it are left out (they start
             again next call), so that the files are written in time. None: no limit.
+        start_before: no cell (and no sweep) starts this many seconds after the
+            call's start; the running cells go on until they finish or the
+            deadline, and the call ends when they do. For cells too large to
+            carry to the next call (VGG-16-BN): a cell cut at the deadline is
+            lost, so start only those that can finish. None: start until the
+            deadline.
         say: receives the progress lines.
 
     Returns:
@@ -112,9 +126,12 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         ValueError: `seconds` or `parallel` not positive, or `limit` not above
             `seconds` + `PACK_MARGIN`, before anything runs.
     """
-    check_arguments(seconds, parallel, limit)
+    check_arguments(seconds, parallel, limit, start_before)
     start = time.monotonic()
     deadline = start + seconds
+    starts_end = deadline if start_before is None else start + start_before
+    if start_before is not None:  # the sweeps' own start deadline, in their clock
+        sweep_flags = [*sweep_flags, f"--start_until={time.time() + start_before:.1f}"]
     os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
     summary: dict = {"restored": archive.restore(results_dir, runs_root), "sweeps": []}
     if unfinished:
@@ -126,6 +143,7 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     say(f"{len(todo)} sweeps with cells left, in order: "
         + ", ".join(f"{phase}/{sweep.family.name}" for phase, sweep in todo))
     running: list[_Running] = []
+    not_started: list = []
     stopping = False
 
     def stop(signum, frame):  # the machine's own stop: end as at the deadline
@@ -138,6 +156,10 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
             for run in [r for r in running if r.process.poll() is not None]:
                 running.remove(run)
                 _record(summary, run, runs_root, start, say)
+            if todo and time.monotonic() >= starts_end:
+                say(f"[{time.monotonic() - start:.0f} s] start deadline: {len(todo)} sweeps "
+                    "not started; the running cells finish")
+                not_started, todo = todo, []
             free = sorted(set(range(parallel)).difference(*(r.slots for r in running)))
             while free and todo:
                 phase, sweep = todo.pop(0)
@@ -157,7 +179,12 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    summary["stopped"] = "deadline" if todo or running else "every planned cell finished"
+    if todo or running or stopping:
+        summary["stopped"] = "deadline"
+    elif start_before is not None and (not_started or any(r["left"] for r in summary["sweeps"])):
+        summary["stopped"] = "start deadline; every started cell finished"
+    else:
+        summary["stopped"] = "every planned cell finished"
     summary["seconds"] = round(time.monotonic() - start, 1)
     summary.update(_pack(runs_root, out_dir,
                          None if limit is None else start + limit - PACK_MARGIN))

@@ -29,7 +29,8 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
               max_failures: int | None = None, run_tool: str = grid.RUN_TOOL,
               report: Callable[[str], None] = logging.info, parallel: int = 1,
               gpus: int | None = None, shard: str | None = None,
-              wait_busy: bool = True, slots: str | None = None) -> dict:
+              wait_busy: bool = True, slots: str | None = None,
+              start_until: float | None = None) -> dict:
     """Runs every unfinished cell (of this shard), `parallel` at once; returns the
     cell names by outcome.
 
@@ -50,6 +51,8 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
             (once this sweep has started all its other cells): count them done
             if it finishes them, run them if it stops or dies (`pool.py`).
             False: leave them to it at once (`busy`).
+        start_until: start no cell after this Unix time (`time.time()`); the
+            cells not started by then are `not_run`, the running ones finish.
 
     Returns:
         `{"done", "skipped", "failed", "busy", "not_run": [cell names]}`;
@@ -93,12 +96,15 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
                 report=report, max_failures=max_failures, total=len(cells),
                 durations=durations, shard=(index, count),
                 shard_cells=[cell.name for _, cell in mine],
-                grid_cells=[cell.name for cell in cells], wait_busy=wait_busy)
+                grid_cells=[cell.name for cell in cells], wait_busy=wait_busy,
+                start_until=start_until)
     outcome = pool.run(todo, skipped)
     state.save()
     if outcome["not_run"]:
-        report(f"stopped after {len(outcome['failed'])} failed cells (--max_failures); "
-               f"not run: {outcome['not_run']}")
+        why = ("the start deadline passed" if max_failures is None or
+               len(outcome["failed"]) < max_failures else
+               f"{len(outcome['failed'])} cells failed (--max_failures)")
+        report(f"stopped starting cells: {why}; not run: {outcome['not_run']}")
     return {name: outcome[name] for name in OUTCOMES}
 
 
@@ -130,7 +136,7 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
           run_tool: str = grid.RUN_TOOL,
           report: Callable[[str], None] = logging.info, parallel: int = 1,
           gpus: int | None = None, shard: str | None = None, wait_busy: bool = True,
-          slots: str | None = None) -> int:
+          slots: str | None = None, start_until: float | None = None) -> int:
     """The whole sweep command (`tools/sweep.py`); returns its exit code.
 
     Validates the flags, the grid and the density-plot cells first; then a
@@ -169,7 +175,8 @@ def sweep(root: str, *, gin_files=(), gin_bindings=(), scorers=(), methods=(),
         return 0
     outcome = run_sweep(cells, root, gin_files, gin_bindings, max_failures=max_failures,
                         run_tool=run_tool, report=report, parallel=parallel, gpus=gpus,
-                        shard=shard, wait_busy=wait_busy, slots=slots)
+                        shard=shard, wait_busy=wait_busy, slots=slots,
+                        start_until=start_until)
     written = write_results(root, plot_cells)
     failed = f" {outcome['failed']}" if outcome["failed"] else ""
     report(f"sweep of {len(cells)} cells: {len(outcome['done'])} run, "

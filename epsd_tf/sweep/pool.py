@@ -12,7 +12,11 @@ if the other sweep finished it, and runs it if that sweep stopped or died
 without finishing it (its lock released, or stale: `files.acquire_lock`).
 Without `wait_busy` a busy cell is left to the other sweep at once.
 Ctrl-C or SIGTERM (raised in the loop) stops every running cell; their
-backups let the next sweep resume them.
+backups let the next sweep resume them. With `start_until` (a Unix time) no
+cell starts after it: the cells not started by then are `not_run`, the
+running ones finish (a call of limited length whose cells cannot be carried
+to the next one ends when its last cell does, instead of cutting cells it
+would lose).
 """
 
 from __future__ import annotations
@@ -41,7 +45,8 @@ class Pool:
                  slots: Sequence[Placement], run_tool: str, report: Callable[[str], None],
                  max_failures: int | None, total: int, durations: list[float],
                  shard: tuple[int, int] = (0, 1), shard_cells: Sequence[str] = (),
-                 grid_cells: Sequence[str] = (), wait_busy: bool = True):
+                 grid_cells: Sequence[str] = (), wait_busy: bool = True,
+                 start_until: float | None = None):
         self.root, self.state = root, state
         self.gin_files, self.gin_bindings = list(gin_files), list(gin_bindings)
         self.slots, self.run_tool, self.report = list(slots), run_tool, report
@@ -49,7 +54,7 @@ class Pool:
         self.shard, self.shard_cells = shard, list(shard_cells)
         self.grid_cells = list(grid_cells)
         self.running: dict[int, tuple[int, CellRun]] = {}  # slot -> (position, run)
-        self.wait_busy = wait_busy
+        self.wait_busy, self.start_until = wait_busy, start_until
         self.waiting: list[tuple[float, int, grid.Cell]] = []  # busy: (next try, position, cell)
         self.outcome = {"done": [], "failed": [], "busy": [], "not_run": [], "skipped": []}
         self.left = 0
@@ -70,6 +75,14 @@ class Pool:
                         len(self.outcome["failed"]) >= self.max_failures:
                     self.outcome["not_run"] += [cell.name for _, cell in queue]
                     self.outcome["busy"] += [cell.name for _, _, cell in self.waiting]
+                    self.left -= len(queue) + len(self.waiting)
+                    queue, self.waiting = [], []
+                if (queue or self.waiting) and self.start_until is not None and \
+                        time.time() >= self.start_until:
+                    self.report(f"start deadline passed: {len(queue) + len(self.waiting)} "
+                                "cells not started; the running ones finish")
+                    self.outcome["not_run"] += [cell.name for _, cell in queue]
+                    self.outcome["not_run"] += [cell.name for _, _, cell in self.waiting]
                     self.left -= len(queue) + len(self.waiting)
                     queue, self.waiting = [], []
                 while queue and len(self.running) < len(self.slots):

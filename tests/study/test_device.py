@@ -180,3 +180,27 @@ def test_restore_refuses_a_directory_without_parts_before_copying_anything(tmp_p
                             text=True, timeout=120)
     assert result.returncode != 0 and "holds no unfinished-NN.tar.gz parts" in result.stderr
     assert not runs.exists()
+
+
+def test_after_start_before_no_cell_starts_and_the_call_ends_with_the_started_ones(
+        tmp_path, stand_in, monkeypatch):
+    flags, events = stand_in
+    monkeypatch.setenv("FAKE_SLEEP", "12")
+    runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
+    start = time.monotonic()
+    summary = device.run_call(runs, out, seconds=120, parallel=2, sweep_flags=flags,
+                              results_dir=str(tmp_path / "none"), phases=PHASES,
+                              start_before=8)
+    took = time.monotonic() - start
+    started = sorted(n for _, k, n, _ in events() if k == "start")
+    # The first sweep's two slots started a cell each before the start deadline; the
+    # cells freed after it start nothing, and the second phase never starts.
+    assert len(started) == 2 and sorted(n for _, k, n, _ in events() if k == "end") == started
+    assert summary["stopped"] == "start deadline; every started cell finished"
+    assert summary["left"] == {"first": 2, "second": 2}
+    assert sorted(summary["finished"]) == [f"fam/{n}" for n in started]
+    assert summary["unfinished"] == [] and [s["phase"] for s in summary["sweeps"]] == ["first"]
+    assert took < 60  # ended with its cells, long before the 120 s deadline
+    bad = {"seconds": 10, "parallel": 1, "start_before": 10}
+    with pytest.raises(ValueError, match="start_before=10"):
+        device.check_arguments(**bad)

@@ -178,6 +178,20 @@ def test_max_failures_stops_launching_cells(tmp_path, fake_run, monkeypatch):
         sweep.run_sweep(cells, str(tmp_path / "s"), ["gin/smoke.gin"], [], max_failures=0)
 
 
+def test_no_cell_starts_after_start_until(tmp_path, fake_run):
+    script, calls = fake_run
+    cells = sweep.make_grid(["random", "snip"], ["none"], ["0.9"], ["0"])
+    reports = []
+    outcome = sweep.run_sweep(cells, str(tmp_path / "s"), ["gin/smoke.gin"], [],
+                              run_tool=script, report=reports.append,
+                              start_until=time.time() - 1)
+    assert outcome["not_run"] == [c.name for c in cells] and calls() == []
+    assert any("the start deadline passed" in line for line in reports)
+    outcome = sweep.run_sweep(cells, str(tmp_path / "s"), ["gin/smoke.gin"], [],
+                              run_tool=script, start_until=time.time() + 600)
+    assert outcome["done"] == [c.name for c in cells]
+
+
 def test_a_finished_cell_with_another_config_is_refused(tmp_path, fake_run):
     script, calls = fake_run
     cells = sweep.make_grid(["random"], ["none"], ["0.9"], ["0"])
