@@ -123,8 +123,9 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         The summary also written to `out_dir/study_call.json`.
 
     Raises:
-        ValueError: `seconds` or `parallel` not positive, or `limit` not above
-            `seconds` + `PACK_MARGIN`, before anything runs.
+        ValueError: `seconds` or `parallel` not positive, `limit` not above
+            `seconds` + `PACK_MARGIN`, or `start_before` not inside (0, `seconds`),
+            before anything runs.
     """
     check_arguments(seconds, parallel, limit, start_before)
     start = time.monotonic()
