@@ -69,9 +69,10 @@ flags.DEFINE_list("phases", None, "device: only these phases of the plan (defaul
 flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the next.")
 flags.DEFINE_list("sweep_flags", [], "plan, device: flags appended to every sweep "
                   "command, e.g. --parallel=5 (plan).")
-flags.DEFINE_float("cells_per_hour", None, "plan: measured throughput (one H200, 8 cells "
-                   "at once: ~58 ResNet-20 cells/hour without --mps, ~130 with it); adds "
-                   "device minutes per phase.")
+flags.DEFINE_list("cells_per_hour", None, "plan: measured throughput, cells per device-hour, "
+                  "for every family and per family (e.g. '130,vgg16=51': one H200 ran ~130 "
+                  "ResNet-20 cells/hour with 8 at once under --mps, ~58 without, and "
+                  "VGG-16-BN ~51 with 4 at once under --mps); adds device minutes per phase.")
 flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on the GPU "
                     "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
@@ -95,6 +96,11 @@ def _say(line: str = "") -> None:
 def _plan() -> int:
     from epsd_tf.study import plan
     statuses = plan.phase_status(FLAGS.results)
+    if FLAGS.cells_per_hour:
+        try:  # refused before anything is printed
+            [plan.device_minutes(s["missing"], FLAGS.cells_per_hour) for s in statuses]
+        except ValueError as error:
+            raise app.UsageError(str(error)) from error
     planned = sum(s["planned"] for s in statuses)
     done = sum(s["done"] for s in statuses)
     _say(f"# Study plan (epsd_tf/study/plan.py): {len(statuses)} phases, {planned} cells, "
@@ -102,7 +108,7 @@ def _plan() -> int:
     for phase, status in zip(plan.PHASES, statuses):
         cost = ""
         if FLAGS.cells_per_hour:
-            minutes = 60.0 * len(status["missing"]) / FLAGS.cells_per_hour
+            minutes = plan.device_minutes(status["missing"], FLAGS.cells_per_hour)
             cost = f" (~{minutes:.0f} device-min to go)"
         _say(f"#   {phase.name}: {status['done']}/{status['planned']} committed{cost}. "
              f"{phase.why}")

@@ -135,7 +135,7 @@ PHASES = (
           (Sweep(R20, (DENSE,), ("dlb", "none"), EXTRA_SEEDS),
            Sweep(R20, CORE, ("dlb",), EXTRA_SEEDS, TOP))),
     Phase("classifier", "Our ablation: the core criteria at 98 % with the classifier left "
-          "dense, 5 seeds. At 98 % EPSD and ProsPr starve the classifier (41-127 of 640 "
+          "dense, 5 seeds. At 98 % EPSD and ProsPr starve the classifier (5-127 of 640 "
           "weights; SNIP keeps 529-591) and trail SNIP: is that why?",
           (Sweep(R20_DENSE_CLASSIFIER, CORE, ("dlb",), SEEDS_5, (0.98,)),)),
     Phase("vgg16", "The core comparison on a second network of another kind (VGG-16-BN): "
@@ -227,6 +227,45 @@ def phase_status(results_dir: str, phases: Sequence[Phase] = PHASES) -> list[dic
         status.append({"name": phase.name, "planned": len(keys), "done": len(keys) - len(missing),
                        "missing": missing})
     return status
+
+
+def device_minutes(missing: Sequence[str], cells_per_hour: Sequence[str]) -> float:
+    """Device minutes for the `missing` cell keys at measured throughputs.
+
+    Args:
+        missing: `<family>/<cell>` keys (`phase_status`).
+        cells_per_hour: `"130"` (every family), plus `"vgg16=51"`-style
+            entries for families that run at another rate.
+
+    Raises:
+        ValueError: an entry that is not a positive number, two default rates,
+            or a family a missing cell needs without any rate.
+    """
+    default, per_family = None, {}
+    for entry in cells_per_hour:
+        family, _, rate = entry.rpartition("=")
+        try:
+            value = float(rate)
+        except ValueError:
+            value = 0.0
+        if not value > 0:
+            raise ValueError(f"cells_per_hour entry {entry!r}: give a positive rate, "
+                             "e.g. 130 or vgg16=51")
+        if family:
+            per_family[family] = value
+        elif default is not None:
+            raise ValueError(f"cells_per_hour has two default rates: {list(cells_per_hour)}")
+        else:
+            default = value
+    minutes = 0.0
+    for key in missing:
+        family = key.split("/", 1)[0]
+        rate = per_family.get(family, default)
+        if rate is None:
+            raise ValueError(f"no cells_per_hour rate for family {family!r} (give one "
+                             f"without a family, or {family}=<rate>)")
+        minutes += 60.0 / rate
+    return minutes
 
 
 def next_phase(results_dir: str, phases: Sequence[Phase] = PHASES) -> Phase | None:

@@ -86,3 +86,15 @@ def test_next_phase_follows_what_is_committed(tmp_path):
 def test_the_epochs_constant_is_the_config_default():
     text = open(os.path.join(REPO, "gin", "study_resnet20.gin")).read()
     assert re.search(r"^run\.epochs = (\d+)$", text, re.M).group(1) == str(plan.EPOCHS)
+
+
+def test_device_minutes_take_each_familys_own_rate():
+    missing = ["r20/epsd-dlb-s0.9-seed0", "r20/snip-dlb-s0.9-seed0", "vgg16/dense-dlb-seed0"]
+    # Two ResNet-20 cells at 120/hour (0.5 min each), one VGG-16-BN cell at 20/hour (3 min).
+    assert plan.device_minutes(missing, ["120", "vgg16=20"]) == pytest.approx(4.0)
+    assert plan.device_minutes(missing, ["60"]) == pytest.approx(3.0)
+    for rates, message in ((["vgg16=30"], "no cells_per_hour rate for family 'r20'"),
+                           (["0"], "positive rate"), (["fast"], "positive rate"),
+                           (["60", "90"], "two default rates")):
+        with pytest.raises(ValueError, match=message):
+            plan.device_minutes(missing, rates)
