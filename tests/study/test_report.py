@@ -62,6 +62,10 @@ def test_the_classifier_ablation_is_its_own_group_and_claim(committed, tmp_path)
     assert "| resnet20 | global, logits dense | dlb | 98 % | snip | 3 | +2.00 |" in text
     claim = text.split("### The classifier left dense (our ablation)")[1].split("### ")[0]
     assert "*Our question:*" in claim and "EPSD − snip = +2.00 pt" in claim
+    # Each criterion against itself with global ranking: +5 pt on every matched seed.
+    assert ("- epsd, 98 %, dlb: global, logits dense − global = +5.00 pt, 95 % CI [+5.00, "
+            "+5.00] over 4 matched seeds (ahead on 4, behind on 0): real") in claim
+    assert "- snip, 98 %, dlb: global, logits dense − global = +5.00 pt" in claim
     allocation = text.split("### Allocation (layer-wise ERK")[1].split("### ")[0]
     assert "No committed cells test this yet." in allocation  # not an allocation variant
 
