@@ -185,7 +185,7 @@ def _main(argv):
     action = argv[1]
     if action == "plan":
         return _plan()
-    from epsd_tf.study import archive
+    from epsd_tf.study import archive, carry
     if action == "device":
         return _device()
     if action == "supersede":
@@ -194,7 +194,7 @@ def _main(argv):
         runs = FLAGS.to or "runs/study"
         parts = []
         if FLAGS.unfinished:  # checked before anything is copied
-            parts = (archive.unfinished_parts(FLAGS.unfinished)
+            parts = (carry.unfinished_parts(FLAGS.unfinished)
                      if os.path.isdir(FLAGS.unfinished) else [])
             if not parts:
                 raise app.UsageError(f"--unfinished={FLAGS.unfinished} holds no "
@@ -202,7 +202,7 @@ def _main(argv):
         copied = archive.restore(FLAGS.results, runs)
         _say(f"restored {len(copied)} committed cells into {runs}")
         if parts:
-            outcome = archive.restore_unfinished(parts, runs)
+            outcome = carry.restore_unfinished(parts, runs)
             _say(f"restored {len(outcome['restored'])} unfinished cells to resume "
                  f"({', '.join(outcome['restored']) or 'none'}); kept "
                  f"{len(outcome['kept'])} already there")
@@ -212,7 +212,7 @@ def _main(argv):
         packed = archive.pack(FLAGS["from"].value, FLAGS.to)
         _say(f"packed {len(packed)} finished cells into {FLAGS.to}")
         if FLAGS.unfinished_to:
-            outcome = archive.pack_unfinished(FLAGS["from"].value, FLAGS.unfinished_to,
+            outcome = carry.pack_unfinished(FLAGS["from"].value, FLAGS.unfinished_to,
                                               max_parts=FLAGS.unfinished_parts)
             _say(f"packed {len(outcome['packed'])} unfinished cells into "
                  f"{len(outcome['parts'])} parts in {FLAGS.unfinished_to}"

@@ -5,6 +5,10 @@
 * `archive` — the committed form of a finished cell (its small result files),
   `pack` (GPU machine -> one tarball), `collect` (-> docs/results/study/, with
   the configuration checks), `restore` (committed cells -> a fresh sweep root).
+* `carry` — unfinished cells, whole, from one device call to the next
+  (`pack_unfinished`, `restore_unfinished`).
+* `device` — one device call: restore, the plan's sweeps until a deadline, pack.
+* `repeats` — second runs of committed cells, paired with them (run-to-run noise).
 * `rows` — the committed cells as rows (network, allocation, landscape re-run,
   cost) read from each cell's own files.
 * `compare` — EPSD against each baseline, paired over matched seeds

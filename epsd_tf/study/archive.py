@@ -26,15 +26,7 @@ continues where the last stopped); `supersede` takes committed cells that a
 code fix made wrong out of the study, into `superseded/<tag>/`, so that they
 run again.
 
-Unfinished cells travel too, whole: a device command has a time limit, and a
-cell cut by it would otherwise start again from nothing. `pack_unfinished`
-writes every cell that has progress but no `metrics.json` (its pruned
-initialisation, the last epoch's backup, its log and state) into
-`unfinished-NN.tar.gz` parts of at most `PART_BYTES` (the device machine
-brings back files of up to 16 MiB); `restore_unfinished` puts them back on the
-next machine, without their locks (they belong to the machine that stopped),
-and the same sweep command resumes them from their last finished epoch. These
-parts are scratch between device calls, never committed.
+Unfinished cells travel too, whole, between device calls: `carry.py`.
 """
 
 from __future__ import annotations
@@ -55,7 +47,7 @@ from absl import logging
 from epsd_tf import files
 from epsd_tf.analysis import results
 from epsd_tf.study import plan as plan_lib
-from epsd_tf.sweep import grid, runner
+from epsd_tf.sweep import grid
 
 CELL_STATE = "cell_state.json"  # the per-cell sweep entry (a sweep root may hold only
 SWEEP_STATE = "sweep_state.json"  # the root's sweep_state.json: both are read)
@@ -66,11 +58,6 @@ LANDSCAPE_FILE = os.path.join(files.LANDSCAPE, "landscape.json")
 SESSIONS = "sessions.json"
 # Every committed file is small; a larger one means something else slipped in.
 MAX_FILE_BYTES = 256 * 1024
-# Unfinished cells travel in parts of at most this many bytes (the device machine
-# brings back files of up to 16 MiB), without the locks of the machine that ran them.
-PART_BYTES = 15 * 2**20
-UNFINISHED_PART = "unfinished-{:02d}.tar.gz"
-_LOCAL_ONLY = (runner.CELL_LOCK, files.LOCK, files.TENSORBOARD)
 # Gin parameters that may differ between cells of one family: the grid axes
 # (`grid.Cell.bindings`) and the progress output.
 CELL_PARAMETERS = ("run.prune", "prune_at_init.scorer", "prune_at_init.sparsity", "run.method",
@@ -164,10 +151,10 @@ def finished_cells(source: str) -> dict[str, str]:
     Raises:
         FileNotFoundError: `source` holds no `cells/` directory at either level.
     """
-    if not _family_roots(source):
+    if not family_roots(source):
         raise FileNotFoundError(f"{source!r} holds no cells/ directory: pass a study root "
                                 f"(<root>/<family>/cells/) or a sweep root (<root>/cells/)")
-    return {key: path for key, path in _cell_dirs(source) if files.is_finished(path)}
+    return {key: path for key, path in cell_dirs(source) if files.is_finished(path)}
 
 
 def pack(source: str, tarball: str) -> list[str]:
@@ -394,7 +381,7 @@ def supersede(results_dir: str, patterns: Sequence[str], tag: str, why: str) -> 
     _check_tag(tag, "supersede")
     if not why.strip():
         raise ValueError(f"supersede needs a reason (got {why!r})")
-    committed = dict(_cell_dirs(results_dir))
+    committed = dict(cell_dirs(results_dir))
     moves = {}
     for pattern in patterns:
         matched = [key for key in committed if fnmatch.fnmatchcase(key, pattern)]
@@ -441,23 +428,7 @@ def repeat_roots(results_dir: str) -> dict[str, str]:
     return _tagged_roots(results_dir, REPEATS)
 
 
-def unfinished_cells(source: str) -> dict[str, str]:
-    """`{"<family>/<cell>": directory}` of the cells under `source` (a study or
-    sweep root) that have progress a re-run would reuse but are not finished."""
-    return {key: path for key, path in _cell_dirs(source)
-            if files.has_progress(path) and not files.is_finished(path)}
-
-
-def epochs_done(cell_dir: str) -> int:
-    """The epochs a cell has finished: the rows of its `train_log.csv` (0 without)."""
-    path = os.path.join(cell_dir, files.TRAIN_LOG)
-    if not os.path.isfile(path):
-        return 0
-    with open(path) as f:
-        return max(sum(1 for line in f if line.strip()) - 1, 0)
-
-
-def _family_roots(source: str) -> list[str]:
+def family_roots(source: str) -> list[str]:
     if os.path.isdir(os.path.join(source, grid.CELLS)):
         return [source]
     if not os.path.isdir(source):
@@ -466,133 +437,10 @@ def _family_roots(source: str) -> list[str]:
             if os.path.isdir(os.path.join(source, name, grid.CELLS))]
 
 
-def _cell_dirs(source: str):
+def cell_dirs(source: str):
     """`("<family>/<cell>", directory)` of every cell directory under `source`."""
-    for root in _family_roots(source):
+    for root in family_roots(source):
         fam = os.path.basename(os.path.normpath(root))
         cells_dir = os.path.join(root, grid.CELLS)
         for name in sorted(os.listdir(cells_dir)):
             yield f"{fam}/{name}", os.path.join(cells_dir, name)
-
-
-def unfinished_parts(directory: str) -> list[str]:
-    """The `unfinished-NN.tar.gz` parts in `directory` (`pack_unfinished`), in order."""
-    return sorted(os.path.join(directory, name) for name in os.listdir(directory)
-                  if re.fullmatch(r"unfinished-\d+\.tar\.gz", name))
-
-
-def _cell_tarball(key: str, cell_dir: str) -> bytes:
-    """The cell's directory, without the ruling machine's locks, as `.tar.gz` bytes."""
-    fam, name = key.split("/")
-    buffer = io.BytesIO()
-    # Level 1: weights hardly compress at any level, and level 9 took minutes for a
-    # few VGG-16 cells; the zeros of pruned weights and masks still shrink.
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=1) as tar:
-        for entry in sorted(os.listdir(cell_dir)):
-            if entry in _LOCAL_ONLY:
-                continue
-            tar.add(os.path.join(cell_dir, entry),
-                    arcname=os.path.join(fam, grid.CELLS, name, entry))
-    return buffer.getvalue()
-
-
-def pack_unfinished(source: str, directory: str, part_bytes: int = PART_BYTES,
-                    max_parts: int | None = None,
-                    deadline: float | None = None) -> dict[str, list]:
-    """Writes the unfinished cells under `source` into `directory/unfinished-NN.tar.gz`.
-
-    Each cell goes whole into one part; parts hold at most `part_bytes`
-    (compressed, each cell measured alone). Cells with the most training done
-    (the newest backup) go first, so that with `max_parts` the ones left out
-    are those that lose least.
-
-    Args:
-        deadline: a `time.monotonic()` time: cells not yet compressed by then
-            are left out (a device call has a hard limit; a few large cells
-            could otherwise use it up and lose every file of the call).
-
-    Returns:
-        `{"packed": [keys], "parts": [paths], "left_out": [keys]}`; a cell is
-        left out when it alone exceeds `part_bytes`, the parts are used up, or
-        the deadline has passed.
-    """
-    cells = unfinished_cells(source)
-    progress = {key: _progress_time(path) for key, path in cells.items()}
-    order = sorted(cells, key=lambda k: (-progress[k], k))
-    parts: list[list[tuple[str, bytes]]] = []
-    sizes: list[int] = []
-    left_out = []
-    for key in order:
-        if deadline is not None and time.monotonic() >= deadline:
-            logging.warning("%s: no time left to pack it; it will start again", key)
-            left_out.append(key)
-            continue
-        data = _cell_tarball(key, cells[key])
-        if len(data) > part_bytes:
-            logging.warning("%s: %d bytes compressed, more than a part's %d; it will "
-                            "start again", key, len(data), part_bytes)
-            left_out.append(key)
-            continue
-        slot = next((i for i, size in enumerate(sizes) if size + len(data) <= part_bytes), None)
-        if slot is None:
-            if max_parts is not None and len(parts) >= max_parts:
-                left_out.append(key)
-                continue
-            parts.append([])
-            sizes.append(0)
-            slot = len(parts) - 1
-        parts[slot].append((key, data))
-        sizes[slot] += len(data)
-    os.makedirs(directory, exist_ok=True)
-    paths = []
-    for number, members in enumerate(parts):
-        path = os.path.join(directory, UNFINISHED_PART.format(number))
-        with tarfile.open(path, "w") as outer:  # already compressed, cell by cell
-            for key, data in members:
-                info = tarfile.TarInfo(key.replace("/", "__") + ".tar.gz")
-                info.size = len(data)
-                info.mtime = int(time.time())
-                outer.addfile(info, io.BytesIO(data))
-        paths.append(path)
-    packed = [key for members in parts for key, _ in members]
-    return {"packed": packed, "parts": paths, "left_out": left_out}
-
-
-def _progress_time(cell_dir: str) -> float:
-    """The mtime of the cell's newest backup file (0 without a backup)."""
-    backup = os.path.join(cell_dir, files.BACKUP)
-    times = [os.path.getmtime(os.path.join(d, n))
-             for d, _, names in os.walk(backup) for n in names]
-    return max(times, default=0.0)
-
-
-def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:
-    """Puts the cells of `unfinished-NN.tar.gz` parts back under `runs_root`.
-
-    A cell that is finished under `runs_root`, or has progress there already,
-    is left as it is (`"kept"`); the others replace what is there
-    (`"restored"`). The same sweep command then resumes them.
-    """
-    outcome: dict[str, list] = {"restored": [], "kept": []}
-    for part in sorted(parts):
-        with tarfile.open(part) as outer:
-            for member in outer.getmembers():
-                key = member.name[:-len(".tar.gz")].replace("__", "/", 1)
-                fam, name = key.split("/")
-                target = os.path.join(runs_root, fam, grid.CELLS, name)
-                if files.is_finished(target) or files.has_progress(target):
-                    outcome["kept"].append(key)
-                    continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                with tempfile.TemporaryDirectory(dir=os.path.dirname(target)) as scratch:
-                    with tarfile.open(fileobj=outer.extractfile(member), mode="r:gz") as inner:
-                        inner.extractall(scratch, filter="data")
-                    unpacked = os.path.join(scratch, fam, grid.CELLS, name)
-                    if not os.path.isdir(unpacked):
-                        raise ValueError(f"{part}: {member.name} does not hold {key}")
-                    for entry in _LOCAL_ONLY:
-                        files.remove(os.path.join(unpacked, entry))
-                    files.remove(target)
-                    shutil.move(unpacked, target)
-                outcome["restored"].append(key)
-    return outcome

@@ -3,7 +3,7 @@
 A GPU machine is lent for commands of a few minutes, and nothing stays on it
 between machines. `run_call` does one such command's worth of the study:
 
-1. `archive.restore` the committed cells, and `archive.restore_unfinished` the
+1. `archive.restore` the committed cells, and `carry.restore_unfinished` the
    cells the previous call cut (its `unfinished-NN.tar.gz` parts), into the
    sweep roots;
 2. runs the plan's sweeps that still have unfinished cells, phase by phase in
@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 from absl import logging
 
 from epsd_tf import files
-from epsd_tf.study import archive
+from epsd_tf.study import archive, carry
 from epsd_tf.study import plan as plan_lib
 from epsd_tf.sweep import grid
 
@@ -136,7 +136,7 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
     summary: dict = {"restored": archive.restore(results_dir, runs_root), "sweeps": []}
     if unfinished:
-        summary["resumed"] = archive.restore_unfinished(archive.unfinished_parts(unfinished),
+        summary["resumed"] = carry.restore_unfinished(carry.unfinished_parts(unfinished),
                                                         runs_root)["restored"]
     say(f"restored {len(summary['restored'])} committed cells, "
         f"{len(summary.get('resumed', []))} cut cells to resume")
@@ -255,11 +255,11 @@ def _pack(runs_root: str, out_dir: str, deadline: float | None) -> dict:
     finished, unfinished, progress = [], {"packed": [], "left_out": []}, {}
     if os.path.isdir(runs_root):
         finished = archive.pack(runs_root, os.path.join(out_dir, CELLS_TARBALL))
-        unfinished = archive.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
+        unfinished = carry.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
                                              max_parts=MAX_UNFINISHED_PARTS, deadline=deadline)
         # How far every cut cell got (packed or not): how long a family's cells take.
-        progress = {key: archive.epochs_done(path)
-                    for key, path in archive.unfinished_cells(runs_root).items()}
+        progress = {key: carry.epochs_done(path)
+                    for key, path in carry.unfinished_cells(runs_root).items()}
     logs = os.path.join(out_dir, "logs")
     with tarfile.open(os.path.join(out_dir, LOGS_TARBALL), "w:gz") as tar:
         for name in sorted(os.listdir(logs)):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from epsd_tf.study import archive, device, plan
+from epsd_tf.study import carry, device, plan
 from epsd_tf.sweep import grid
 from tests.train.test_sweep import REPO
 
@@ -149,7 +149,7 @@ def test_the_queue_skips_sweeps_whose_cells_are_finished(tmp_path):
         os.makedirs(directory)
         open(os.path.join(directory, "metrics.json"), "w").write("{}")
     assert [p for p, _ in device.queue(runs, PHASES)] == ["first"]
-    assert archive.unfinished_cells(runs) == {}
+    assert carry.unfinished_cells(runs) == {}
 
 
 @pytest.mark.parametrize("flags, message", [
