@@ -153,20 +153,25 @@ def run(parallel=(1, 8), rounds: int = 2, steps: int = 100, fits: int = 3,
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("parallel", ["1", "8"], "The N (processes at once) to measure.")
-flags.DEFINE_integer("rounds", 2, "Rounds (the sides' order alternates); medians.",
-                     lower_bound=1)
-flags.DEFINE_integer("steps", 100, "Steps per timed fit.", lower_bound=1)
-flags.DEFINE_integer("fits", 3, "Timed fits per process (its median).", lower_bound=1)
-flags.DEFINE_bool("smoke", False, "The small CNN on 8×8 images (a CPU check).")
-flags.DEFINE_bool("mps", False, "Run the waves under CUDA MPS, as the study does.")
-flags.DEFINE_integer("gpus", None, "As tools/sweep.py --gpus (default: detected).",
-                     lower_bound=0)
-flags.DEFINE_string("output", "runs/shared_feed.json", "The JSON written.")
-flags.DEFINE_enum("worker", None, list(SIDES), "(internal) run one worker of this side.")
-flags.DEFINE_string("barrier", None, "(internal) the wave's barrier directory.")
-flags.DEFINE_integer("parties", 1, "(internal) processes in the wave.")
-flags.DEFINE_integer("me", 0, "(internal) this worker's number.")
+
+
+def _define_flags() -> None:
+    # Defined only when run as a script: importing this module (its tests do, beside
+    # the other benchmarks' tests in one process) must not claim absl flag names.
+    flags.DEFINE_list("parallel", ["1", "8"], "The N (processes at once) to measure.")
+    flags.DEFINE_integer("rounds", 2, "Rounds (the sides' order alternates); medians.",
+                         lower_bound=1)
+    flags.DEFINE_integer("steps", 100, "Steps per timed fit.", lower_bound=1)
+    flags.DEFINE_integer("fits", 3, "Timed fits per process (its median).", lower_bound=1)
+    flags.DEFINE_bool("smoke", False, "The small CNN on 8×8 images (a CPU check).")
+    flags.DEFINE_bool("mps", False, "Run the waves under CUDA MPS, as the study does.")
+    flags.DEFINE_integer("gpus", None, "As tools/sweep.py --gpus (default: detected).",
+                         lower_bound=0)
+    flags.DEFINE_string("output", "runs/shared_feed.json", "The JSON written.")
+    flags.DEFINE_enum("worker", None, list(SIDES), "(internal) run one worker of this side.")
+    flags.DEFINE_string("barrier", None, "(internal) the wave's barrier directory.")
+    flags.DEFINE_integer("parties", 1, "(internal) processes in the wave.")
+    flags.DEFINE_integer("me", 0, "(internal) this worker's number.")
 
 
 def main(argv):
@@ -190,4 +195,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)
