@@ -240,6 +240,38 @@ def plot_layer_densities(report_paths: Sequence[str], path: str,
     return save(figure, path)
 
 
+def plot_points(points: Sequence[Mapping], path: str, *, xlabel: str, ylabel: str,
+                title: str = "") -> str:
+    """Scatter of labelled points, one colour and legend entry per label.
+
+    Args:
+        points: `{"label", "x", "y"}` each (e.g. one cell: its classifier's
+            density and its test accuracy, labelled by criterion).
+        path: output PNG path; directories are created.
+        xlabel, ylabel, title: the axes' labels and an optional title.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ValueError: no points.
+    """
+    if not points:
+        raise ValueError("no points to plot")
+    figure = Figure(figsize=(6, 4))
+    axis = figure.subplots()
+    for label in sorted({p["label"] for p in points}):
+        mine = [p for p in points if p["label"] == label]
+        axis.plot([p["x"] for p in mine], [p["y"] for p in mine], "o", alpha=0.8, label=label)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.grid(alpha=0.3)
+    axis.legend(fontsize=7)
+    if title:
+        axis.set_title(title)
+    return save(figure, path)
+
+
 def plot_paired_differences(records: Sequence[Mapping], path: str, *, title: str = "",
                             scale: float = 100.0, unit: str = "pt") -> str:
     """Forest plot of paired differences: one row per comparison, mean with its interval.

@@ -44,7 +44,7 @@ GROUP_FIELDS = ("scorer", "method", "sparsity")
 # The numeric fields of a collected row that `aggregate` averages over seeds.
 NUMERIC_FIELDS = ("test_accuracy", "test_loss", "test_ece", "achieved_sparsity",
                   "trainable_sparsity", "mean_jsv_init", "mean_jsv_trained",
-                  "landscape_sharpness", "floor_layers",
+                  "landscape_sharpness", "floor_layers", "classifier_density",
                   "pruning_seconds", "training_seconds", "total_seconds")
 
 
@@ -58,6 +58,17 @@ def floor_layers(report: Mapping) -> int:
     min_density = float((report.get("settings") or {}).get("min_density") or 0.0)
     return sum(1 for layer in report["layers"] if layer.get("masked", True) and
                layer["kept"] <= math.ceil(min_density * layer["parameters"] - 1e-9))
+
+
+def classifier_density(report: Mapping) -> float:
+    """The fraction of the output layer's weights kept: the report's last layer.
+
+    The model zoo's networks end with their classifier (`logits`), and a
+    report lists layers in model order; a layer kept dense (`keep_dense`)
+    counts as 1.0. At high sparsity global rankings can starve it.
+    """
+    last = report["layers"][-1]
+    return last["kept"] / last["parameters"] if last["parameters"] else 1.0
 
 
 def pruning_summary(report: Mapping) -> dict:
@@ -115,6 +126,7 @@ def _row(cell: Mapping, metrics: Mapping, path: str, report: Mapping | None = No
         # Loss rise at ±radius/2 along the run's 1-D landscape (None unless measured).
         "landscape_sharpness": landscape.get("sharpness_half"),
         "floor_layers": floor_layers(report) if report else None,
+        "classifier_density": classifier_density(report) if report else None,
         "pruning_seconds": seconds.get("pruning"),
         "training_seconds": seconds.get("training"),
         "total_seconds": seconds.get("total"),
@@ -132,8 +144,9 @@ def collect(root: str) -> list[dict]:
         (`test_accuracy, test_loss, test_ece`), `achieved_sparsity` (prunable
         pool), `trainable_sparsity`, `mean_jsv_init`/`mean_jsv_trained` (None
         unless the run measured Mean-JSV), `landscape_sharpness` (None unless
-        the run had the landscape stage), `floor_layers` (see `floor_layers`;
-        None for dense cells), `pruning_seconds, training_seconds,
+        the run had the landscape stage), `floor_layers` and
+        `classifier_density` (see those functions; None for dense cells),
+        `pruning_seconds, training_seconds,
         total_seconds, epochs`.
 
     Raises:

@@ -262,6 +262,20 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
         written.append(path)
         text += (f"\n![Layer densities at 98 %, {arch}]({link(path)})\n\n*{arch} at 98 % "
                  f"(global, DLB, seed {seeds[0]}): fraction of each layer kept, per criterion.*\n")
+    for arch in sorted({r["arch"] for r in rows}):
+        top = [r for r in rows if r["arch"] == arch and r["method"] == "dlb" and
+               r["sparsity"] == 0.98 and r.get("classifier_density") is not None]
+        if top:
+            path = plots.plot_points(
+                [{"label": f"{r['scorer']}, {r['allocation']}", "x": r["classifier_density"],
+                  "y": 100 * r["test_accuracy"]} for r in top],
+                os.path.join(figures_dir, f"classifier_{arch}_98.png"),
+                xlabel="fraction of the classifier's weights kept",
+                ylabel="test accuracy (%)", title=f"{arch}, DLB, 98 %: one point per cell")
+            written.append(path)
+            text += (f"\n![Accuracy against the classifier kept, {arch}]({link(path)})\n\n*{arch} "
+                     "at 98 % with DLB: each cell's test accuracy against the fraction of its "
+                     "classifier's weights its mask kept (1.0: left dense).*\n")
     if accuracy_records:
         for arch in sorted({r["arch"] for r in accuracy_records}):
             chosen = [dict(r, label=f"{r['method']} {100 * r['sparsity']:g} % {r['allocation']}"
@@ -367,6 +381,7 @@ EPSD − baseline, Mean-JSV at initialisation:
 {compare.markdown(jsv, scale=1.0, unit="JSV", digits=3)}
 ## Layers left at the per-layer floor
 {_field_tables(main, "floor_layers", "Layers at the 0.2 % floor", 1)}
+{_field_tables(main, "classifier_density", "Fraction of the classifier kept", 3)}
 ## Loss landscapes
 
 Sharpness: the mean loss rise at α = ±0.5 along one filter-normalised direction

@@ -218,6 +218,15 @@ def test_floor_layers_counts_layers_starved_down_to_the_floor():
     assert floor_layers({"layers": layers, "settings": {"min_density": 0.0}}) == 1  # empty only
 
 
+def test_classifier_density_is_the_last_layers_kept_fraction():
+    from epsd_tf.analysis.results import classifier_density
+    layers = [{"name": "conv", "parameters": 1000, "kept": 20},
+              {"name": "logits", "parameters": 640, "kept": 5}]
+    assert classifier_density({"layers": layers}) == 5 / 640
+    layers[-1].update(kept=640, masked=False)  # left dense (keep_dense)
+    assert classifier_density({"layers": layers}) == 1.0
+
+
 def test_collect_reads_landscape_and_floor_fields(tmp_path):
     directory = write_cell(tmp_path, "epsd", "dlb", 0.9, 0, 0.9)
     metrics = json.loads((directory / "metrics.json").read_text())
@@ -228,6 +237,8 @@ def test_collect_reads_landscape_and_floor_fields(tmp_path):
     assert rows["epsd"]["landscape_sharpness"] == 0.125
     assert rows["epsd"]["floor_layers"] == 0  # report() has no floor and no empty layer
     assert rows["dense"]["landscape_sharpness"] is None and rows["dense"]["floor_layers"] is None
+    assert 0 < rows["epsd"]["classifier_density"] <= 1
+    assert rows["dense"]["classifier_density"] is None
 
 
 def test_landscape_overlay_plot(tmp_path):

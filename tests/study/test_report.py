@@ -39,6 +39,7 @@ def test_rows_carry_what_the_committed_files_say(committed):
     assert {r["allocation"] for r in loaded} == {"global"}
     assert not any(r["landscape_run"] for r in loaded)
     assert {r["floor_layers"] for r in loaded if r["scorer"] == "epsd"} == {2}
+    assert {r["classifier_density"] for r in loaded if r["scorer"] == "epsd"} == {64 / 640}
 
 
 def test_allocation_labels_come_from_the_config():
@@ -110,6 +111,9 @@ def test_results_md_has_the_numbers_and_names_the_missing_cells(committed, tmp_p
     assert written[0] == out and all(os.path.isfile(p) for p in written)
     assert any(p.endswith("accuracy_resnet20_global_dlb.png") for p in written)
     assert any("layer_density_resnet20_98" in p for p in written)
+    assert any(p.endswith("classifier_resnet20_98.png") for p in written)
+    assert "### Fraction of the classifier kept: resnet20, global allocation" in text
+    assert "| dlb | epsd | – | 0.100 ± 0.000 (n=4) |" in text  # dense column, 98 %
     assert "The study is incomplete: 9 of" in text
     assert "| one H200, JAX 0.11.2 | 9 |" in text  # the session that committed them
     # Means ± sample std: EPSD (80, 82, 84, 81) and SNIP (79, 80, 81).
