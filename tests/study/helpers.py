@@ -8,6 +8,9 @@ import os
 from epsd_tf.study import plan
 from epsd_tf.sweep import grid
 
+# Two cells most tests use: EPSD at 98 % and dense, both DLB, seed 0.
+EPSD_98 = grid.Cell("epsd", "dlb", 0.98, 0)
+DENSE_0 = grid.Cell("dense", "dlb", 0.0, 0)
 LAYERS = (("stem_conv/kernel", 144), ("stage1_conv/kernel", 2304), ("stage3_conv/kernel", 36864),
           ("logits/kernel", 640))
 
@@ -112,3 +115,9 @@ def write_cell(root: str, fam: plan.Family, cell: grid.Cell, *, accuracy: float,
         with open(os.path.join(directory, "run.log"), "w") as f:
             f.write("log\n")
     return directory
+
+
+def tree(directory: str) -> list[str]:
+    """Every file under `directory`, as sorted relative paths."""
+    return sorted(os.path.relpath(os.path.join(d, n), directory)
+                  for d, _, names in os.walk(directory) for n in names)

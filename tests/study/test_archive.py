@@ -12,13 +12,7 @@ from tests.study import helpers
 
 # No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
 pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
-EPSD_98 = grid.Cell("epsd", "dlb", 0.98, 0)
-DENSE_0 = grid.Cell("dense", "dlb", 0.0, 0)
-
-
-def _tree(directory):
-    return sorted(os.path.relpath(os.path.join(d, n), directory)
-                  for d, _, names in os.walk(directory) for n in names)
+EPSD_98, DENSE_0 = helpers.EPSD_98, helpers.DENSE_0
 
 
 def test_collect_copies_only_the_small_files(tmp_path):
@@ -31,7 +25,7 @@ def test_collect_copies_only_the_small_files(tmp_path):
     outcome = archive.collect(runs, committed)
     assert sorted(outcome["new"]) == ["r20/dense-dlb-seed0", "r20/epsd-dlb-s0.98-seed0"]
     cell = os.path.join(committed, "r20", "cells", EPSD_98.name)
-    assert _tree(cell) == sorted(["cell.json", "metrics.json", "config.gin",
+    assert helpers.tree(cell) == sorted(["cell.json", "metrics.json", "config.gin",
                                   "operative_config.gin", "stages.json", "train_log.csv",
                                   "cell_state.json", "pruning_summary.json"])
     assert all(os.path.getsize(p) <= archive.MAX_FILE_BYTES
@@ -57,7 +51,7 @@ def test_pack_then_collect_gives_the_same_tree(tmp_path):
     assert not any(n.endswith((".keras", "run.log")) or "tensorboard" in n for n in names)
     archive.collect(tarball, str(tmp_path / "a"))
     archive.collect(runs, str(tmp_path / "b"))
-    assert _tree(str(tmp_path / "a")) == _tree(str(tmp_path / "b"))
+    assert helpers.tree(str(tmp_path / "a")) == helpers.tree(str(tmp_path / "b"))
 
 
 def test_collect_refuses_a_changed_config_before_writing_anything(tmp_path):
@@ -124,7 +118,7 @@ def test_superseded_cells_leave_the_study_whole_and_the_plan_runs_them_again(tmp
     for cell in (EPSD_98, DENSE_0, grid.Cell("prospr", "dlb", 0.98, 0)):
         helpers.write_cell(runs, plan.R20, cell, accuracy=0.5)
     archive.collect(runs, tree)
-    before = _tree(os.path.join(tree, "r20", "cells", EPSD_98.name))
+    before = helpers.tree(os.path.join(tree, "r20", "cells", EPSD_98.name))
     for patterns, tag, why, message in ((["r20/nothing-*"], "t", "x", "matches no"),
                                         (["r20/epsd-*"], "a b", "x", "tag"),
                                         (["r20/epsd-*"], "t", " ", "reason")):
@@ -136,7 +130,7 @@ def test_superseded_cells_leave_the_study_whole_and_the_plan_runs_them_again(tmp
     assert sorted(moved) == ["r20/epsd-dlb-s0.98-seed0", "r20/prospr-dlb-s0.98-seed0"]
     assert sorted(plan.committed(tree)) == [f"r20/{DENSE_0.name}"]  # missing again: re-run
     kept = os.path.join(tree, archive.SUPERSEDED, "fp32-bn", "r20", "cells", EPSD_98.name)
-    assert _tree(kept) == before  # whole, for the record
+    assert helpers.tree(kept) == before  # whole, for the record
     why = open(os.path.join(tree, archive.SUPERSEDED, "fp32-bn", "WHY.md")).read()
     assert "BN in float32" in why and "- r20/epsd-dlb-s0.98-seed0" in why
     from epsd_tf.study import rows
@@ -152,7 +146,7 @@ def test_a_committed_cell_that_ran_again_is_kept_as_a_repeat_only_when_asked(tmp
     for cell, accuracy in ((EPSD_98, 0.80), (DENSE_0, 0.90)):
         helpers.write_cell(runs, plan.R20, cell, accuracy=accuracy)
     archive.collect(runs, tree)
-    committed = _tree(tree)
+    committed = helpers.tree(tree)
     # The next call restored both cells (byte-identical) and ran EPSD once more.
     archive.restore(tree, again)
     helpers.write_cell(again, plan.R20, EPSD_98, accuracy=0.81)
@@ -161,7 +155,7 @@ def test_a_committed_cell_that_ran_again_is_kept_as_a_repeat_only_when_asked(tmp
     outcome = archive.collect(again, tree)  # without a tag: reported, not written
     assert outcome == {"new": [], "same": ["r20/dense-dlb-seed0"],
                        "rerun": ["r20/epsd-dlb-s0.98-seed0"]}
-    assert _tree(tree) == committed
+    assert helpers.tree(tree) == committed
     outcome = archive.collect(again, tree, note="call 2", repeats="s7")
     kept = os.path.join(tree, archive.REPEATS, "s7", "r20", "cells", EPSD_98.name)
     assert json.load(open(os.path.join(kept, "metrics.json")))["test"]["accuracy"] == 0.81

@@ -11,13 +11,7 @@ from tests.study import helpers
 
 # No backend code runs here: the JAX suite runs it, the TF suite of `make test` skips it.
 pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
-EPSD_98 = grid.Cell("epsd", "dlb", 0.98, 0)
-DENSE_0 = grid.Cell("dense", "dlb", 0.0, 0)
-
-
-def _tree(directory):
-    return sorted(os.path.relpath(os.path.join(d, n), directory)
-                  for d, _, names in os.walk(directory) for n in names)
+EPSD_98, DENSE_0 = helpers.EPSD_98, helpers.DENSE_0
 
 
 def _unfinished_cell(runs, cell, backup_bytes=1000, age=0.0):
@@ -49,7 +43,7 @@ def test_unfinished_cells_travel_whole_without_their_locks(tmp_path):
     restored = carry.restore_unfinished(outcome["parts"], fresh)
     assert sorted(restored["restored"]) == sorted(outcome["packed"])
     back = os.path.join(fresh, "r20", "cells", EPSD_98.name)
-    assert _tree(back) == sorted(n for n in _tree(cut) if n not in ("run.lock", "cell.lock")
+    assert helpers.tree(back) == sorted(n for n in helpers.tree(cut) if n not in ("run.lock", "cell.lock")
                                  and not n.startswith("tensorboard"))
     with open(os.path.join(back, "backup", "model.weights.h5"), "rb") as a, \
             open(os.path.join(cut, "backup", "model.weights.h5"), "rb") as b:
