@@ -96,20 +96,19 @@ def _say(line: str = "") -> None:
 def _plan() -> int:
     from epsd_tf.study import plan
     statuses = plan.phase_status(FLAGS.results)
+    minutes = [None] * len(statuses)
     if FLAGS.cells_per_hour:
         try:  # refused before anything is printed
-            [plan.device_minutes(s["missing"], FLAGS.cells_per_hour) for s in statuses]
+            minutes = [plan.device_minutes(s["missing"], FLAGS.cells_per_hour)
+                       for s in statuses]
         except ValueError as error:
             raise app.UsageError(str(error)) from error
     planned = sum(s["planned"] for s in statuses)
     done = sum(s["done"] for s in statuses)
     _say(f"# Study plan (epsd_tf/study/plan.py): {len(statuses)} phases, {planned} cells, "
          f"{done} committed in {FLAGS.results}")
-    for phase, status in zip(plan.PHASES, statuses):
-        cost = ""
-        if FLAGS.cells_per_hour:
-            minutes = plan.device_minutes(status["missing"], FLAGS.cells_per_hour)
-            cost = f" (~{minutes:.0f} device-min to go)"
+    for phase, status, phase_minutes in zip(plan.PHASES, statuses, minutes):
+        cost = "" if phase_minutes is None else f" (~{phase_minutes:.0f} device-min to go)"
         _say(f"#   {phase.name}: {status['done']}/{status['planned']} committed{cost}. "
              f"{phase.why}")
     phases = [p for p, s in zip(plan.PHASES, statuses) if FLAGS.all or s["missing"]]

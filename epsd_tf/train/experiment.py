@@ -206,11 +206,7 @@ def run(workdir: str, *,
                 # The splits, not a pipeline: `prune_at_init` scores its own view
                 # (`pruning.scoring_view`), whose batches depend on the seed only.
                 model, pruning_report, pruning_seconds = _pruned_model(
-                    out, model, prune, splits, method, seed, reuse_from=resume_dir)
-                if pruning_seconds:  # scored now: its time outlives this attempt
-                    stages.record("pruning", {"seconds": pruning_seconds})
-                else:  # reloaded: the attempt that scored recorded its time
-                    pruning_seconds = (stages.get("pruning") or {}).get("seconds", 0.0)
+                    out, model, prune, splits, method, seed, stages, reuse_from=resume_dir)
 
             jsv_images = _test_images(splits, mean_jsv_examples)
             if mean_jsv_examples and plan.is_chief:
@@ -420,19 +416,23 @@ def _steps_per_epoch(batches, num_train: int) -> int:
     return steps if steps is not None else num_train // _batch_size(batches)
 
 
-def _pruned_model(workdir, model, prune, batches, method, seed, reuse_from=None):
+def _pruned_model(workdir, model, prune, batches, method, seed, stages, reuse_from=None):
     """Runs the pruning stage once; on resume, reloads its saved result.
 
-    `reuse_from` (a multi-worker run's other workers: the chief's workdir) is
-    looked in first; scoring is deterministic, so a worker that scores itself
-    gets the chief's mask.
+    Returns the pruned network, its report and the scoring seconds: recorded
+    in `stages` when scored, so that a resumed run reports the time of the
+    attempt that scored (0.0 when no attempt recorded it). `reuse_from` (a
+    multi-worker run's other workers: the chief's workdir) is looked in
+    first; scoring is deterministic, so a worker that scores itself gets the
+    chief's mask.
     """
     for directory in dict.fromkeys([reuse_from or workdir, workdir]):
         path = os.path.join(directory, files.PRUNED_INIT)
         report_path = os.path.join(directory, files.PRUNING_REPORT)
         if os.path.exists(path) and os.path.exists(report_path):
             logging.info("resuming: loading the pruned initial network from %s", path)
-            return keras.models.load_model(path), files.read_json(report_path), 0.0
+            seconds = (stages.get("pruning") or {}).get("seconds", 0.0)
+            return keras.models.load_model(path), files.read_json(report_path), seconds
     path = os.path.join(workdir, files.PRUNED_INIT)
     report_path = os.path.join(workdir, files.PRUNING_REPORT)
     start = time.perf_counter()
@@ -443,6 +443,7 @@ def _pruned_model(workdir, model, prune, batches, method, seed, reuse_from=None)
     files.save_model(pruned, path)
     pruning_summaries.write_summaries(os.path.join(workdir, files.TENSORBOARD, "pruning"),
                                       report)
+    stages.record("pruning", {"seconds": seconds})
     return pruned, report, seconds
 
 
