@@ -10,7 +10,9 @@ between machines. `run_call` does one such command's worth of the study:
    plan order, as `tools/sweep.py` processes that share `parallel` cell slots:
    each sweep gets as many slots as it has cells left (at most the free ones),
    and a sweep's slots go to the next sweep in the queue when it ends, so the
-   GPU stays full across sweeps and phases;
+   GPU stays full across sweeps and phases; the sweeps holding cut cells start
+   first, on a slot per cut cell, so every cut cell resumes at once
+   (`assign_slots`);
 3. at the deadline stops every sweep with SIGINT (its cells are marked
    interrupted and keep their last epoch's backup) and packs the finished cells
    (`study_cells.tar.gz`, to `tools/study.py collect`) and the unfinished ones
@@ -63,6 +65,39 @@ def queue(runs_root: str, phases: Sequence[plan_lib.Phase]) -> list[tuple[str, p
     """`(phase name, sweep)` of every sweep with cells left, in plan order."""
     return [(phase.name, sweep) for phase in phases for sweep in phase.sweeps
             if remaining(sweep, runs_root)]
+
+
+def assign_slots(todo: Sequence[tuple[str, plan_lib.Sweep]], free: Sequence[int],
+                 runs_root: str) -> tuple[list[tuple], list[tuple[str, plan_lib.Sweep]]]:
+    """Which queued sweeps start now, and on which of the `free` slots.
+
+    The sweeps holding cut cells (progress on disk, `files.has_progress`) come
+    first, each on as many slots as it has cut cells, so that every cut cell
+    resumes at once (each sweep starts its own first) wherever the plan queues
+    it; then the others in plan order, each on as many slots as it has cells
+    left. Sweeps without cells left are dropped.
+
+    Returns:
+        `([(phase, sweep, slots, cells left)], the sweeps still queued)`.
+    """
+    free = list(free)
+    waiting = []
+    for phase, sweep in todo:
+        left = remaining(sweep, runs_root)
+        if left:
+            root = os.path.join(runs_root, sweep.family.name)
+            cut = sum(files.has_progress(grid.cell_dir(root, c)) for c in left)
+            waiting.append((phase, sweep, len(left), cut))
+    starts = []
+    for first_pass in (True, False):
+        for item in list(waiting):
+            phase, sweep, left, cut = item
+            wanted = cut if first_pass else left
+            if free and wanted:
+                slots, free = free[:wanted], free[wanted:]
+                starts.append((phase, sweep, slots, left))
+                waiting.remove(item)
+    return starts, [(phase, sweep) for phase, sweep, _, _ in waiting]
 
 
 class _Running:
@@ -162,12 +197,8 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
                     "not started; the running cells finish")
                 not_started, todo = todo, []
             free = sorted(set(range(parallel)).difference(*(r.slots for r in running)))
-            while free and todo:
-                phase, sweep = todo.pop(0)
-                left = len(remaining(sweep, runs_root))
-                if not left:
-                    continue
-                slots, free = free[:left], free[left:]
+            starts, todo = assign_slots(todo, free, runs_root) if free else ([], todo)
+            for phase, sweep, slots, left in starts:
                 running.append(_start(phase, sweep, slots, parallel, runs_root, out_dir,
                                       sweep_flags, sweep_tool,
                                       len(summary["sweeps"]) + len(running)))

@@ -1,8 +1,9 @@
 """The sweep loop: every unfinished cell in turn, with progress, ETA and resume.
 
 Resumable: running the same sweep again skips every finished cell (its
-workdir holds `metrics.json`) and re-runs the others with the same command;
-`tools/run.py` resumes an interrupted cell from its own workdir. A finished
+workdir holds `metrics.json`) and re-runs the others with the same command,
+the cells with progress on disk first; `tools/run.py` resumes an interrupted
+cell from its own workdir. A finished
 cell whose gin files or bindings differ from this sweep's is refused, so
 stale results are never mixed in. Cell bindings (the grid axes, `run.seed`,
 `load.seed`) are applied after the sweep's own bindings.
@@ -31,8 +32,9 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
               gpus: int | None = None, shard: str | None = None,
               wait_busy: bool = True, slots: str | None = None,
               start_until: float | None = None) -> dict:
-    """Runs every unfinished cell (of this shard), `parallel` at once; returns the
-    cell names by outcome.
+    """Runs every unfinished cell (of this shard), `parallel` at once, those a crash
+    or a deadline cut first (they resume from their backup); returns the cell
+    names by outcome.
 
     Args:
         cells: the grid (`make_grid`).
@@ -92,6 +94,11 @@ def run_sweep(cells: Sequence[grid.Cell], root: str, gin_files, gin_bindings, *,
             state.save_cell(cell)
         skipped.append(cell.name)
         report(f"[{position}/{len(cells)}] {cell.name}: done (finished earlier, skipped)")
+    # Cells a crash or a deadline cut resume first: the least work to a result.
+    cut = [cell.name for _, cell in todo if files.has_progress(grid.cell_dir(root, cell))]
+    todo.sort(key=lambda item: item[1].name not in cut)
+    if cut:
+        report(f"{len(cut)} cells resume first: {cut}")
     pool = Pool(root, state, gin_files, gin_bindings, slots=slots, run_tool=run_tool,
                 report=report, max_failures=max_failures, total=len(cells),
                 durations=durations, shard=(index, count),

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from epsd_tf import files
 from epsd_tf.study import carry, device, plan
 from epsd_tf.sweep import grid
 from tests.train.test_sweep import REPO
@@ -150,6 +151,23 @@ def test_the_queue_skips_sweeps_whose_cells_are_finished(tmp_path):
         open(os.path.join(directory, "metrics.json"), "w").write("{}")
     assert [p for p, _ in device.queue(runs, PHASES)] == ["first"]
     assert carry.unfinished_cells(runs) == {}
+
+
+def test_the_sweeps_holding_cut_cells_start_first_on_a_slot_per_cut_cell(tmp_path):
+    runs = str(tmp_path / "runs")
+    first, second = PHASES[0].sweeps[0], PHASES[1].sweeps[0]
+    cut = second.cells()[1]  # dense, no distillation: queued behind the first phase
+    os.makedirs(os.path.join(grid.cell_dir(os.path.join(runs, "fam"), cut), files.BACKUP))
+    todo = device.queue(runs, PHASES)
+    assert [s for _, s in todo] == [first, second]
+    starts, rest = device.assign_slots(todo, [0, 1, 2], runs)
+    assert starts == [("second", second, [0], 2), ("first", first, [1, 2], 4)] and rest == []
+    starts, rest = device.assign_slots(todo, [5], runs)
+    assert starts == [("second", second, [5], 2)] and rest == [("first", first)]
+    # Without cut cells: plan order, each sweep on as many slots as it has cells left.
+    files.remove(grid.cell_dir(os.path.join(runs, "fam"), cut))
+    starts, rest = device.assign_slots(todo, list(range(8)), runs)
+    assert starts == [("first", first, [0, 1, 2, 3], 4), ("second", second, [4, 5], 2)]
 
 
 @pytest.mark.parametrize("flags, message", [

@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from epsd_tf import sweep
-from epsd_tf.sweep import runner
+from epsd_tf import files, sweep
+from epsd_tf.sweep import grid, runner
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SWEEP = os.path.join(REPO, "tools", "sweep.py")
@@ -190,6 +190,19 @@ def test_no_cell_starts_after_start_until(tmp_path, fake_run):
     outcome = sweep.run_sweep(cells, str(tmp_path / "s"), ["gin/smoke.gin"], [],
                               run_tool=script, start_until=time.time() + 600)
     assert outcome["done"] == [c.name for c in cells]
+
+
+def test_cells_with_progress_on_disk_resume_before_the_others(tmp_path, fake_run):
+    script, calls = fake_run
+    cells = sweep.make_grid(["random", "snip"], ["none"], ["0.9"], ["0", "1"])
+    root = str(tmp_path / "s")
+    os.makedirs(os.path.join(grid.cell_dir(root, cells[2]), files.BACKUP))
+    reports = []
+    outcome = sweep.run_sweep(cells, root, ["gin/smoke.gin"], [], run_tool=script,
+                              report=reports.append)
+    assert calls() == [cells[2].name] + [c.name for c in cells if c != cells[2]]
+    assert sorted(outcome["done"]) == sorted(c.name for c in cells)
+    assert f"1 cells resume first: {[cells[2].name]}" in reports
 
 
 def test_a_finished_cell_with_another_config_is_refused(tmp_path, fake_run):
