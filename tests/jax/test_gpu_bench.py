@@ -17,7 +17,7 @@ def test_gpu_suite_smoke_runs_and_reports_ratios():
     assert result["sd_vs_fit"]["dlb"]["ratio"] > 0
     assert result["sd_vs_fit"]["dlb"]["images_per_second"] > 0
     assert result["scoring"]["ratio"] > 0
-    assert result["callbacks"]["ratio"] > 0 and result["callbacks"]["per_step"] > 0
+    assert 0 < result["callbacks"]["ratio"] <= 1 and result["callbacks"]["per_step"] > 0
     assert result["callbacks"]["steps"] == 2  # the smoke epoch
     assert result["callbacks"]["per_fit_seconds"] + result["callbacks"]["per_epoch_seconds"] > 0
 

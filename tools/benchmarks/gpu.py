@@ -251,7 +251,8 @@ def callbacks(cfg: dict) -> dict:
     of 2 epochs with a run's fresh callbacks against none, paired, give their
     cost per epoch (the backup, the CSV row: the 2-epoch extra minus the
     1-epoch extra) and per fit (set-up, the first backup); `ratio` is what
-    those make of a `study_epochs`-epoch run's images/s. Then a run's
+    those make of a `study_epochs`-epoch run's images/s (a cost that reads
+    below zero, noise, counts as none). Then a run's
     callbacks with a no-op per-step hook against without (`per_step`;
     `per_step_hook_ms` is what each step pays when Keras reads its logs back:
     what the run's callbacks save by having no per-step hook).
@@ -287,7 +288,10 @@ def callbacks(cfg: dict) -> dict:
     per_epoch = extra_2 - extra_1
     per_fit = extra_1 - per_epoch
     images = 2 * cfg["batch"] * steps
-    return {"ratio": epochs * bare_epoch / (epochs * (bare_epoch + per_epoch) + per_fit),
+    # A cost below zero is timing noise (callbacks add work): the ratio reads it as
+    # none, so a run's callbacks read at most 1 and never below 0, however noisy.
+    run_extra = epochs * max(per_epoch, 0.0) + max(per_fit, 0.0)
+    return {"ratio": epochs * bare_epoch / (epochs * bare_epoch + run_extra),
             "per_epoch_seconds": per_epoch, "per_fit_seconds": per_fit,
             "steps": steps, "study_epochs": epochs,
             "per_step": _median_ratio(run_1b, hooked),
