@@ -9,6 +9,11 @@ brings back files of up to 16 MiB); `restore_unfinished` puts them back on the
 next machine, without their locks (they belong to the machine that stopped),
 and the same sweep command resumes them from their last finished epoch. These
 parts are scratch between device calls, never committed.
+
+Beside the parts, `write_finished` lists the cells the same call finished
+(`FINISHED_LIST`); `not_collected` names those the next machine does not have
+finished, so a call whose finished cells were not collected into the
+repository before the next one is refused rather than run again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from epsd_tf.sweep import grid, runner
 # Compressed bytes of one part: the device machine brings back files of up to 16 MiB.
 PART_BYTES = 15 * 2**20
 UNFINISHED_PART = "unfinished-{:02d}.tar.gz"
+# Beside the parts: the cells the call that cut them finished (`write_finished`).
+FINISHED_LIST = "finished_in_that_call.json"
 # A cell's files that belong to the machine that ran it: never carried.
 _LOCAL_ONLY = (runner.CELL_LOCK, files.LOCK, files.TENSORBOARD)
 
@@ -140,6 +147,31 @@ def _progress_time(cell_dir: str) -> float:
     times = [os.path.getmtime(os.path.join(d, n))
              for d, _, names in os.walk(backup) for n in names]
     return max(times, default=0.0)
+
+
+def write_finished(directory: str, finished: Sequence[str]) -> str:
+    """Lists `finished` (the `<family>/<cell>` keys a call packed as finished) in
+    `directory/FINISHED_LIST`, beside that call's unfinished parts."""
+    os.makedirs(directory, exist_ok=True)
+    return files.write_json(os.path.join(directory, FINISHED_LIST), sorted(finished))
+
+
+def not_collected(directory: str, runs_root: str) -> list[str]:
+    """The cells `directory`'s call finished that are not finished under `runs_root`.
+
+    After `archive.restore` of the committed cells these are the ones that call
+    finished but nobody collected: a sweep would run them again. Empty without
+    a `FINISHED_LIST` (parts written by `tools/study.py pack`).
+    """
+    path = os.path.join(directory, FINISHED_LIST)
+    if not os.path.isfile(path):
+        return []
+    missing = []
+    for key in files.read_json(path):
+        fam, name = key.split("/")
+        if not files.is_finished(os.path.join(runs_root, fam, grid.CELLS, name)):
+            missing.append(key)
+    return missing
 
 
 def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:

@@ -16,8 +16,10 @@ between machines. `run_call` does one such command's worth of the study:
 3. at the deadline stops every sweep with SIGINT (its cells are marked
    interrupted and keep their last epoch's backup) and packs the finished cells
    (`study_cells.tar.gz`, to `tools/study.py collect`) and the unfinished ones
-   (`unfinished/`, to carry into the next call), plus the sweeps' logs and a
-   summary (`study_call.json`): at most 8 files, as the device returns.
+   (`unfinished/`, to carry into the next call, with the list of the cells
+   this call finished: the next call refuses to start while any of them is
+   not committed), plus the sweeps' logs and a summary (`study_call.json`):
+   at most 8 files, as the device returns.
 
 With `start_before` no cell starts after that many seconds, and the call ends
 as soon as the started cells finish: for cells too large to carry to the next
@@ -48,7 +50,8 @@ from epsd_tf.sweep import grid
 POLL = 1.0          # seconds between looks at the running sweeps
 STOP_GRACE = 60.0   # seconds a stopped sweep gets to mark its cells and exit
 PACK_MARGIN = 15.0  # seconds kept, under `limit`, for the logs and the summary
-MAX_UNFINISHED_PARTS = 4  # with the cells, the logs and the summary: within 8 files
+# With the cells, the logs, the summary and the finished list: within 8 files.
+MAX_UNFINISHED_PARTS = 4
 CELLS_TARBALL = "study_cells.tar.gz"
 LOGS_TARBALL = "sweep_logs.tar.gz"
 SUMMARY = "study_call.json"
@@ -160,7 +163,9 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     Raises:
         ValueError: `seconds` or `parallel` not positive, `limit` not above
             `seconds` + `PACK_MARGIN`, or `start_before` not inside (0, `seconds`),
-            before anything runs.
+            before anything runs; or the call that wrote `unfinished` finished
+            cells that are neither committed in `results_dir` nor finished under
+            `runs_root` (`carry.not_collected`), before any cell runs.
     """
     check_arguments(seconds, parallel, limit, start_before)
     start = time.monotonic()
@@ -168,8 +173,15 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     starts_end = deadline if start_before is None else start + start_before
     if start_before is not None:  # the sweeps' own start deadline, in their clock
         sweep_flags = [*sweep_flags, f"--start_until={time.time() + start_before:.1f}"]
-    os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
     summary: dict = {"restored": archive.restore(results_dir, runs_root), "sweeps": []}
+    missing = carry.not_collected(unfinished, runs_root) if unfinished else []
+    if missing:
+        raise ValueError(
+            f"the call that cut the cells in {unfinished} also finished {len(missing)} cells "
+            f"that are not committed in {results_dir} (e.g. {missing[:3]}): collect its "
+            "study_cells.tar.gz first (tools/study.py collect), or they would run again "
+            f"(to run them again, delete {os.path.join(unfinished, carry.FINISHED_LIST)})")
+    os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
     if unfinished:
         summary["resumed"] = carry.restore_unfinished(carry.unfinished_parts(unfinished),
                                                         runs_root)["restored"]
@@ -288,6 +300,7 @@ def _pack(runs_root: str, out_dir: str, deadline: float | None) -> dict:
         finished = archive.pack(runs_root, os.path.join(out_dir, CELLS_TARBALL))
         unfinished = carry.pack_unfinished(runs_root, os.path.join(out_dir, UNFINISHED_DIR),
                                              max_parts=MAX_UNFINISHED_PARTS, deadline=deadline)
+        carry.write_finished(os.path.join(out_dir, UNFINISHED_DIR), finished)
         # How far every cut cell got (packed or not): how long a family's cells take.
         progress = {key: carry.epochs_done(path)
                     for key, path in carry.unfinished_cells(runs_root).items()}

@@ -104,6 +104,35 @@ def test_a_call_runs_the_phases_on_shared_slots_and_packs_every_cell(tmp_path, s
                                               device.SUMMARY, device.UNFINISHED_DIR])
     assert json.load(open(os.path.join(out, device.SUMMARY)))["finished"] == [
         f"fam/{n}" for n in sorted(names)]
+    # Beside the (here no) unfinished parts, the cells this call finished.
+    listed = os.path.join(out, device.UNFINISHED_DIR, carry.FINISHED_LIST)
+    assert json.load(open(listed)) == [f"fam/{n}" for n in sorted(names)]
+
+
+def test_a_call_is_refused_while_the_last_calls_finished_cells_are_not_collected(
+        tmp_path, stand_in):
+    flags, events = stand_in
+    warm, out = str(tmp_path / "warm"), str(tmp_path / "out")
+    args = dict(sweep_flags=flags, results_dir=str(tmp_path / "none"))
+    device.run_call(warm, out, seconds=60, parallel=2, phases=PHASES[1:], **args)
+    dense = sorted(c.name for c in PHASES[1].sweeps[0].cells())
+    carried = os.path.join(out, device.UNFINISHED_DIR)
+    assert json.load(open(os.path.join(carried, carry.FINISHED_LIST))) == [
+        f"fam/{n}" for n in dense]
+    # The next call on a fresh machine, its finished cells not collected: refused.
+    fresh, out2 = str(tmp_path / "fresh"), str(tmp_path / "out2")
+    with pytest.raises(ValueError, match=r"also finished 2 cells that are not committed.*"
+                                         r"tools/study.py collect"):
+        device.run_call(fresh, out2, seconds=60, parallel=2, unfinished=carried,
+                        phases=PHASES, **args)
+    assert len(events()) == 2 * len(dense) and not os.path.exists(out2)
+    assert carry.not_collected(carried, fresh) == [f"fam/{n}" for n in dense]
+    # On the machine that finished them (or once collected and restored) it runs.
+    summary = device.run_call(warm, out2, seconds=60, parallel=2, unfinished=carried,
+                              phases=PHASES, **args)
+    assert summary["stopped"] == "every planned cell finished"
+    started = [n for _, k, n, _ in events() if k == "start"]
+    assert sorted(started) == sorted(dense + [c.name for c in PHASES[0].sweeps[0].cells()])
 
 
 def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, stand_in,
@@ -120,7 +149,8 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
     cut = sorted(first["unfinished"])
     assert len(cut) == 2 and first["left"]["first"] == 4
     assert first["epochs_done"] == {key: 2 for key in cut}
-    assert len(os.listdir(os.path.join(out1, device.UNFINISHED_DIR))) == 1
+    assert len(carry.unfinished_parts(os.path.join(out1, device.UNFINISHED_DIR))) == 1
+    assert carry.not_collected(os.path.join(out1, device.UNFINISHED_DIR), "/nowhere") == []
     # The next call, on another root (another machine), resumes them and runs the rest.
     monkeypatch.setenv("FAKE_SLEEP", "0")
     second = device.run_call(str(tmp_path / "b"), out2, seconds=120, parallel=2,
