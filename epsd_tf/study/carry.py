@@ -166,12 +166,9 @@ def not_collected(directory: str, runs_root: str) -> list[str]:
     path = os.path.join(directory, FINISHED_LIST)
     if not os.path.isfile(path):
         return []
-    missing = []
-    for key in files.read_json(path):
-        fam, name = key.split("/")
-        if not files.is_finished(os.path.join(runs_root, fam, grid.CELLS, name)):
-            missing.append(key)
-    return missing
+    finished = {key for key, cell_dir in archive.cell_dirs(runs_root)
+                if files.is_finished(cell_dir)}
+    return [key for key in files.read_json(path) if key not in finished]
 
 
 def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:
