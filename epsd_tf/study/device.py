@@ -241,6 +241,10 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
     if summary["epochs_done"]:
         say("epochs done by the cut cells: " + ", ".join(
             f"{key} {n}" for key, n in sorted(summary["epochs_done"].items())))
+    if summary["unfinished"]:
+        say(f"carry {os.path.join(out_dir, UNFINISHED_DIR)} into the next call (--unfinished) "
+            "after collecting; kept nowhere else, the cut cells' progress is lost with the "
+            "checkout that fetched it")
     return summary
 
 

@@ -140,10 +140,10 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
     flags, events = stand_in
     monkeypatch.setenv("FAKE_SLEEP", "60")
     out1, out2 = str(tmp_path / "out1"), str(tmp_path / "out2")
-    start = time.monotonic()
+    start, said = time.monotonic(), []
     first = device.run_call(str(tmp_path / "a"), out1, seconds=6, parallel=2,
                             sweep_flags=flags, results_dir=str(tmp_path / "none"),
-                            phases=PHASES, limit=6 + device.STOP_GRACE + 30)
+                            phases=PHASES, limit=6 + device.STOP_GRACE + 30, say=said.append)
     assert time.monotonic() - start < 6 + device.STOP_GRACE
     assert first["stopped"] == "deadline" and first["finished"] == []
     cut = sorted(first["unfinished"])
@@ -151,13 +151,16 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
     assert first["epochs_done"] == {key: 2 for key in cut}
     assert len(carry.unfinished_parts(os.path.join(out1, device.UNFINISHED_DIR))) == 1
     assert carry.not_collected(os.path.join(out1, device.UNFINISHED_DIR), "/nowhere") == []
+    # The call's last words say where the cut cells' progress is, and that it is kept nowhere else.
+    assert said[-1].startswith(f"carry {os.path.join(out1, device.UNFINISHED_DIR)} into the "
+                               "next call") and "lost" in said[-1]
     # The next call, on another root (another machine), resumes them and runs the rest.
     monkeypatch.setenv("FAKE_SLEEP", "0")
     second = device.run_call(str(tmp_path / "b"), out2, seconds=120, parallel=2,
                              sweep_flags=flags, results_dir=str(tmp_path / "none"),
                              unfinished=os.path.join(out1, device.UNFINISHED_DIR),
-                             phases=PHASES)
-    assert sorted(second["resumed"]) == cut
+                             phases=PHASES, say=said.append)
+    assert sorted(second["resumed"]) == cut and not said[-1].startswith("carry")
     assert second["stopped"] == "every planned cell finished"
     resumed = {n for _, k, n, r in events() if k == "start" and r}
     assert {f"fam/{n}" for n in resumed} == set(cut)
