@@ -96,6 +96,9 @@ def render() -> str:
 
 
 def main(argv) -> int:
+    if [a for a in argv if a != "--check"]:
+        sys.stderr.write(f"unknown arguments {argv}: this tool takes only --check\n")
+        return 2
     path = os.path.join(REPO, "BUILD")
     text = render()
     if "--check" in argv:

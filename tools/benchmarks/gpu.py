@@ -397,6 +397,8 @@ def run(quick: bool = False, smoke: bool = False, parts=PARTS, methods=METHODS,
 
 if __name__ == "__main__":
     import json
+    if [a for a in sys.argv[1:] if a not in ("--quick", "--smoke")]:
+        sys.exit(f"unknown arguments {sys.argv[1:]}: this script takes --quick and --smoke")
 
     sys.stdout.write(json.dumps(run(quick="--quick" in sys.argv, smoke="--smoke" in sys.argv),
                                 indent=2) + "\n")

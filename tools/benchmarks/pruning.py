@@ -238,6 +238,10 @@ def kept_set_overlaps(seeds=(0, 1), sparsities=(0.9, 0.95, 0.98)) -> dict:
 
 if __name__ == "__main__":
     import json
+    if [a for a in sys.argv[1:] if a.split("=", 1)[0] not in ("--float64", "--overlap",
+                                                               "--seeds", "--quick")]:
+        sys.exit(f"unknown arguments {sys.argv[1:]}: this script takes --float64, --overlap "
+                 "[--seeds=0,1] or --quick")
     if "--float64" in sys.argv:  # only the float64 / float32 scoring ratio
         images, views, labels = _data(4)
         output = float64_cost(
