@@ -1,15 +1,16 @@
 """The commands the docs show name what exists: every flag they pass to one of our tools
-is one that tool defines, and every gin file, script, `tools/study.py` action and `make`
-target they name is there. The docs are read as text and no tool runs: a fraction of a
-second, where running every command shown would take hours."""
+is one that tool defines; every gin file, script, `tools/study.py` action and `make`
+target they name is there; every gin binding they pass parses. The docs are read as
+text and no tool runs: seconds, where running every command shown would take hours."""
 
 import glob
 import os
 import re
+import shlex
 
 import pytest
 
-pytestmark = [pytest.mark.jax, pytest.mark.backend_free]
+pytestmark = pytest.mark.jax
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Where commands are shown: the docs, the gin files' headers, the tools' and examples'
@@ -97,6 +98,7 @@ def flag_problems(doc: str, text: str) -> tuple[list[str], int]:
     return problems, checked
 
 
+@pytest.mark.backend_free
 def test_every_flag_the_docs_pass_to_a_tool_is_one_it_defines():
     problems, checked = [], 0
     for doc, text in _docs():
@@ -106,6 +108,7 @@ def test_every_flag_the_docs_pass_to_a_tool_is_one_it_defines():
     assert checked > 300  # the docs show a few hundred flags: the parsing found them
 
 
+@pytest.mark.backend_free
 def test_the_flag_check_names_a_misspelt_flag_and_a_missing_tool():
     text = ("Run it:\n\n    python tools/study.py device --mps --seconds=470 \\\n"
             "        --start_befor=60 --to=$OUT  # --not_a_flag\n"
@@ -121,6 +124,7 @@ def test_the_flag_check_names_a_misspelt_flag_and_a_missing_tool():
     assert checked == 9
 
 
+@pytest.mark.backend_free
 def test_every_gin_file_script_action_and_make_target_the_docs_name_exists():
     with open(os.path.join(REPO, "Makefile"), encoding="utf-8") as f:
         targets = set(re.findall(r"^([\w-]+):", f.read(), re.M))
@@ -140,3 +144,35 @@ def test_every_gin_file_script_action_and_make_target_the_docs_name_exists():
         missing += [f"{doc}: make {target}" for target in
                     re.findall(r"(?:`|^)make ([a-z][\w-]*)", text, re.M) if target not in targets]
     assert not missing, "\n".join(missing)
+
+
+def documented_bindings(text: str) -> set[str]:
+    """The gin bindings `text` passes with `--gin_bindings`: double-quoted anywhere, and
+    in any shell quoting within a command line of one of our tools."""
+    found = set(re.findall(r'--gin_bindings="([^"]*)"', text))
+    for _, line in _logical_lines(text):
+        for match in INVOCATION.finditer(line):
+            command = re.split(r"[;&|]|\s#", match.group(2))[0]
+            if "--gin_bindings" in command and "{" not in command:  # not a Python f-string
+                found |= {word.split("=", 1)[1] for word in shlex.split(command)
+                          if word.startswith("--gin_bindings=")}
+    return found
+
+
+def test_every_gin_binding_the_docs_show_parses():
+    from epsd_tf.train import config
+    bindings = {(doc, b) for doc, text in _docs() for b in documented_bindings(text)}
+    assert len({b for _, b in bindings}) > 15
+    problems = []
+    for doc, binding in sorted(bindings):
+        try:
+            config.parse(["gin/smoke.gin"], [binding])
+        except ValueError as error:
+            problems.append(f"{doc}: {binding!r}: {str(error)[:400]}")
+    assert not problems, "\n".join(problems)
+    assert documented_bindings(
+        """python tools/sweep.py '--gin_bindings=prune_at_init.scope = '"'"'erk'"'"'' \\
+        --gin_bindings="run.epochs = 1"  # --gin_bindings=x""") == {
+            "prune_at_init.scope = 'erk'", "run.epochs = 1"}
+    with pytest.raises(ValueError, match="not_a_parameter"):
+        config.parse(["gin/smoke.gin"], ["run.not_a_parameter = 1"])
