@@ -3,6 +3,7 @@ is one that tool defines; every gin file, script, `tools/study.py` action and `m
 target they name is there; every gin binding they pass parses. The docs are read as
 text and no tool runs: seconds, where running every command shown would take hours."""
 
+import functools
 import glob
 import os
 import re
@@ -50,7 +51,8 @@ def _sources(tool: str) -> list[str]:
                     for name in re.findall(r"from epsd_tf\.cli import (\w+)", text))]
 
 
-def defined_flags(tool: str) -> set[str]:
+@functools.cache
+def defined_flags(tool: str) -> frozenset[str]:
     """absl `DEFINE_*` and argparse names, and the `"--name"` literals of scripts that
     read `sys.argv` themselves."""
     names = set()
@@ -59,7 +61,7 @@ def defined_flags(tool: str) -> set[str]:
             text = f.read()
         names |= set(re.findall(r"DEFINE_\w+\(\s*[\"'](\w+)[\"']", text))
         names |= set(re.findall(r"[\"']--(\w+)[\"'=]", text))
-    return names
+    return frozenset(names)
 
 
 def _logical_lines(text: str):
@@ -78,23 +80,28 @@ def _logical_lines(text: str):
         start, parts = None, []
 
 
-def flag_problems(doc: str, text: str) -> tuple[list[str], int]:
-    """The flags `text` passes to our tools that they do not define (as `doc:line:
-    ...` lines), and how many flags it passes. A line continued with a backslash is
-    one line; a shell comment, a `;`, `&` or `|`, or the end of an inline code span
-    ends a command."""
-    problems, checked = [], 0
+def _commands(text: str):
+    """`(line number, tool, arguments)` of each command of one of our tools in `text`.
+    A line continued with a backslash is one line; a shell comment, a `;`, `&` or `|`,
+    the end of an inline code span or the next tool ends a command."""
     for number, line in _logical_lines(text):
         for match in INVOCATION.finditer(line):
-            tool, arguments = match.group(1), re.split(r"[;&|]|\s#", match.group(2))[0]
-            if tool not in CONSOLE_SCRIPTS and not os.path.isfile(os.path.join(REPO, tool)):
-                problems.append(f"{doc}:{number}: no such tool {tool}")
-                continue
-            names = defined_flags(tool) | ABSL_FLAGS
-            for flag in FLAG.findall(arguments):
-                checked += 1
-                if flag not in names and not (flag.startswith("no") and flag[2:] in names):
-                    problems.append(f"{doc}:{number}: {tool} has no flag --{flag}")
+            yield number, match.group(1), re.split(r"[;&|]|\s#", match.group(2))[0]
+
+
+def flag_problems(doc: str, text: str) -> tuple[list[str], int]:
+    """The flags `text` passes to our tools that they do not define (as `doc:line:
+    ...` lines), and how many flags it passes."""
+    problems, checked = [], 0
+    for number, tool, arguments in _commands(text):
+        if tool not in CONSOLE_SCRIPTS and not os.path.isfile(os.path.join(REPO, tool)):
+            problems.append(f"{doc}:{number}: no such tool {tool}")
+            continue
+        names = defined_flags(tool) | ABSL_FLAGS
+        for flag in FLAG.findall(arguments):
+            checked += 1
+            if flag not in names and not (flag.startswith("no") and flag[2:] in names):
+                problems.append(f"{doc}:{number}: {tool} has no flag --{flag}")
     return problems, checked
 
 
@@ -150,12 +157,10 @@ def documented_bindings(text: str) -> set[str]:
     """The gin bindings `text` passes with `--gin_bindings`: double-quoted anywhere, and
     in any shell quoting within a command line of one of our tools."""
     found = set(re.findall(r'--gin_bindings="([^"]*)"', text))
-    for _, line in _logical_lines(text):
-        for match in INVOCATION.finditer(line):
-            command = re.split(r"[;&|]|\s#", match.group(2))[0]
-            if "--gin_bindings" in command and "{" not in command:  # not a Python f-string
-                found |= {word.split("=", 1)[1] for word in shlex.split(command)
-                          if word.startswith("--gin_bindings=")}
+    for _, _, arguments in _commands(text):
+        if "--gin_bindings" in arguments and "{" not in arguments:  # not a Python f-string
+            found |= {word.split("=", 1)[1] for word in shlex.split(arguments)
+                      if word.startswith("--gin_bindings=")}
     return found
 
 

@@ -73,12 +73,12 @@ class Pool:
             while queue or self.running or self.waiting:
                 if self.max_failures is not None and \
                         len(self.outcome["failed"]) >= self.max_failures:
-                    queue = self._start_no_more(queue, waiting_as="busy")
+                    self._start_no_more(queue, waiting_as="busy")
                 if (queue or self.waiting) and self.start_until is not None and \
                         time.time() >= self.start_until:
                     self.report(f"start deadline passed: {len(queue) + len(self.waiting)} "
                                 "cells not started; the running ones finish")
-                    queue = self._start_no_more(queue, waiting_as="not_run")
+                    self._start_no_more(queue, waiting_as="not_run")
                 while queue and len(self.running) < len(self.slots):
                     self._launch(*queue.pop(0))
                 if not queue:
@@ -97,14 +97,14 @@ class Pool:
         self._progress("finished")
         return self.outcome
 
-    def _start_no_more(self, queue, waiting_as: str) -> list:
-        """Files the queued cells as `not_run` and the busy ones as `waiting_as`;
-        returns the emptied queue (the running cells go on)."""
+    def _start_no_more(self, queue: list, waiting_as: str) -> None:
+        """Files the queued cells as `not_run` and the busy ones as `waiting_as`, and
+        empties both lists (the running cells go on)."""
         self.outcome["not_run"] += [cell.name for _, cell in queue]
         self.outcome[waiting_as] += [cell.name for _, _, cell in self.waiting]
         self.left -= len(queue) + len(self.waiting)
+        queue.clear()
         self.waiting = []
-        return []
 
     def _retry_busy(self) -> None:
         """Tries again, in free slots, the busy cells whose next try is due."""

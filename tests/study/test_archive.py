@@ -26,8 +26,8 @@ def test_collect_copies_only_the_small_files(tmp_path):
     assert sorted(outcome["new"]) == ["r20/dense-dlb-seed0", "r20/epsd-dlb-s0.98-seed0"]
     cell = os.path.join(committed, "r20", "cells", EPSD_98.name)
     assert helpers.tree(cell) == sorted(["cell.json", "metrics.json", "config.gin",
-                                  "operative_config.gin", "stages.json", "train_log.csv",
-                                  "cell_state.json", "pruning_summary.json"])
+                                         "operative_config.gin", "stages.json", "train_log.csv",
+                                         "cell_state.json", "pruning_summary.json"])
     assert all(os.path.getsize(p) <= archive.MAX_FILE_BYTES
                for p in (os.path.join(cell, n) for n in os.listdir(cell)))
     summary = json.load(open(os.path.join(cell, "pruning_summary.json")))

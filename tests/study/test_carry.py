@@ -43,8 +43,9 @@ def test_unfinished_cells_travel_whole_without_their_locks(tmp_path):
     restored = carry.restore_unfinished(outcome["parts"], fresh)
     assert sorted(restored["restored"]) == sorted(outcome["packed"])
     back = os.path.join(fresh, "r20", "cells", EPSD_98.name)
-    assert helpers.tree(back) == sorted(n for n in helpers.tree(cut) if n not in ("run.lock", "cell.lock")
-                                 and not n.startswith("tensorboard"))
+    assert helpers.tree(back) == sorted(n for n in helpers.tree(cut)
+                                        if n not in ("run.lock", "cell.lock")
+                                        and not n.startswith("tensorboard"))
     with open(os.path.join(back, "backup", "model.weights.h5"), "rb") as a, \
             open(os.path.join(cut, "backup", "model.weights.h5"), "rb") as b:
         assert a.read() == b.read()
