@@ -370,6 +370,12 @@ def _fit(trainer, workdir, splits, method, seed, *, epochs, steps_per_epoch,
         epoch += 1
     if epoch < epochs:
         fit(batches, epoch, epochs, steps_per_epoch)
+    elif resume:
+        # Killed after the last epoch's backup but before training was recorded (in the
+        # evaluation or Mean-JSV): a fit of no epochs builds the trainer and restores that
+        # backup (Backup.on_train_begin) without training, so what is evaluated and saved
+        # next is the trained network, not the pruned initial one.
+        fit(batches, epochs, epochs, steps_per_epoch)
 
 
 def _post_training_stages(workdir, stages, splits, *, landscape, export, pqat,

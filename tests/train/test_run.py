@@ -296,6 +296,46 @@ def test_a_failing_post_training_stage_resumes_there_without_training_again(tmp_
     assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.jax
+def test_a_run_killed_after_its_last_backup_resumes_with_the_trained_weights(tmp_path,
+                                                                           monkeypatch):
+    """Killed after the last epoch's backup but before training was recorded (the GPU
+    study's deadline cut a cell in its final Mean-JSV): the re-run trains nothing, and
+    evaluates and saves the trained network, not the pruned initial one."""
+    import keras
+
+    from epsd_tf.train import config, experiment
+
+    workdir = tmp_path / "w"
+    text = config.parse([SMOKE], ["run.verbose = 0", "run.epochs = 2",
+                                  "run.mean_jsv_examples = 8"])
+    measure = experiment._mean_jsv
+
+    def killed_in_the_trained_mean_jsv(model, images, training):
+        if not training:  # after fit, the evaluation and the trained model's saving
+            raise KeyboardInterrupt("SIGINT from the deadline")
+        return measure(model, images, training=training)
+
+    monkeypatch.setattr(experiment, "_mean_jsv", killed_in_the_trained_mean_jsv)
+    with pytest.raises(KeyboardInterrupt):
+        experiment.run(str(workdir), config_text=text)
+    monkeypatch.undo()
+    assert json.loads((workdir / "backup" / "position.json").read_text())["epoch"] == 2
+    assert "trained" not in json.loads((workdir / "stages.json").read_text())
+    trained = _weights(keras.models.load_model(workdir / "model.keras"))
+    initial = _weights(keras.models.load_model(workdir / "pruned_init.keras"))
+    assert any(not np.array_equal(a, b) for a, b in zip(trained, initial))
+
+    metrics = experiment.run(str(workdir), config_text=text)
+    assert _epochs_logged(workdir) == [0, 1]  # nothing trained again
+    assert not (workdir / "backup").exists()
+    for saved, resumed in zip(trained, _weights(keras.models.load_model(
+            workdir / "model.keras"))):
+        np.testing.assert_array_equal(saved, resumed)
+    assert metrics["mean_jsv"]["trained"]["mean"] > 0
+    assert metrics["test"]["accuracy"] > 0.5  # smoke.gin's classes are learnable; init: ~0.1
+
+
 @pytest.mark.slow
 def test_a_run_killed_in_the_landscape_stage_resumes_after_training(tmp_path):
     workdir = tmp_path / "smoke"
