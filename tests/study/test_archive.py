@@ -79,6 +79,23 @@ def test_collect_refuses_a_family_whose_cells_disagree(tmp_path):
         archive.collect(other, committed)
 
 
+def test_collect_refuses_a_cell_that_did_not_evaluate_what_it_trained(tmp_path):
+    runs, committed = str(tmp_path / "runs"), str(tmp_path / "committed")
+    helpers.write_cell(runs, plan.R20, DENSE_0, accuracy=0.9)  # fine on its own
+    close = helpers.write_cell(runs, plan.R20, grid.Cell("snip", "dlb", 0.98, 0),
+                               accuracy=0.5192)
+    far = helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.1141)
+    for cell in (close, far):  # the GPU cell that a resume evaluated untrained: 11.41 %
+        with open(os.path.join(cell, "train_log.csv"), "w") as f:
+            f.write("epoch,accuracy,val_accuracy\n0,0.5,0.49\n1,0.52,0.5178\n")
+    with pytest.raises(ValueError, match=r"epsd-dlb-s0.98-seed0: test accuracy 11.41% but "
+                                         r"51.78% on validation.*run the cell again"):
+        archive.collect(runs, committed)
+    assert not os.path.exists(committed)  # nothing written
+    helpers.write_cell(runs, plan.R20, EPSD_98, accuracy=0.5141)  # a log without validation
+    assert len(archive.collect(runs, committed)["new"]) == 3
+
+
 @pytest.mark.parametrize("cell, bindings, message", [
     (grid.Cell("epsd", "dlb", 0.97, 0), None, "not a cell of the study plan"),
     (EPSD_98, ["run.epochs = 1"], "but the plan runs it with"),
