@@ -296,6 +296,7 @@ def test_a_failing_post_training_stage_resumes_there_without_training_again(tmp_
     assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 2
 
 
+@pytest.mark.slow
 @pytest.mark.jax
 def test_a_run_killed_after_its_last_backup_resumes_with_the_trained_weights(tmp_path,
                                                                            monkeypatch):
