@@ -161,7 +161,9 @@ class StepBackup(Backup):
     def on_train_batch_end(self, batch, logs=None):
         self._done += 1
         self._since_save += 1
-        if self._since_save >= self.every_steps:
+        # The epoch's last batch is backed up by `on_epoch_end`, next: a backup here would
+        # be written for nothing, and a kill between the two would resume on no batches.
+        if self._since_save >= self.every_steps and batch + 1 != self.params.get("steps"):
             self._save(self._epoch, self._done)
 
 
