@@ -12,9 +12,12 @@
   python tools/study.py restore --to=runs/study [--unfinished=<dir of those parts>]
       ... and the cut cells, so the same sweep commands resume them
   python tools/study.py collect --from=<tarball or sweep root> --note="1 H200, JAX 0.11.2" \
-      [--repeats=<tag>]
-      commit those files (refused: unplanned cells, another configuration); with
-      --repeats, committed cells that ran again are kept under <results>/repeats/<tag>/
+      [--repeats=<tag>] [--keep_unfinished=.probe/unfinished]
+      commit those files (refused: unplanned cells, another configuration, a test
+      accuracy over 5 pt from the last validation accuracy); with
+      --repeats, committed cells that ran again are kept under <results>/repeats/<tag>/;
+      with --keep_unfinished=DIR, the call's cut cells (its unfinished/) go to DIR
+      for the next call's --unfinished=DIR
   python tools/study.py device --mps --seconds=470 --limit=550 --parallel=8 --to=$OUT \
       [--unfinished=<dir>] [--phases=vgg16 --start_before=60]
       one device call (on the GPU machine): restore, the plan's next sweeps sharing
@@ -77,6 +80,10 @@ flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on 
                     "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
                     "--parallel), kept in <results>/sessions.json and shown in RESULTS.md.")
+flags.DEFINE_string("keep_unfinished", None, "collect: also keep the call's cut cells (the "
+                    "unfinished/ beside the --from tarball, as fetched) in this directory "
+                    "for the next call's --unfinished, replacing the last call's; refused "
+                    "if that would drop a cut cell neither committed nor in the new parts.")
 flags.DEFINE_string("repeats", None, "collect: keep the cells that were committed already "
                     "and ran again (other metrics) under <results>/repeats/<tag>/; the report "
                     "compares each with its committed run.")
@@ -218,15 +225,26 @@ def _main(argv):
                  + (f"; left out (they start again): {', '.join(outcome['left_out'])}"
                     if outcome["left_out"] else ""))
     elif action == "collect":
-        if not FLAGS["from"].value:
+        source = FLAGS["from"].value
+        if not source:
             raise app.UsageError("collect needs --from=<tarball, study root or sweep root>")
+        if FLAGS.keep_unfinished and not os.path.isfile(source):
+            raise app.UsageError("--keep_unfinished needs --from=<a device call's "
+                                 "study_cells.tar.gz>: its unfinished/ lies beside it")
+        committed = FLAGS.to or FLAGS.results
         try:
-            outcome = archive.collect(FLAGS["from"].value, FLAGS.to or FLAGS.results, _say,
-                                      note=FLAGS.note, repeats=FLAGS.repeats)
+            outcome = archive.collect(source, committed, _say, note=FLAGS.note,
+                                      repeats=FLAGS.repeats)
+            for key in outcome["new"]:
+                logging.info("committed %s", key)
+            if FLAGS.keep_unfinished:
+                kept = carry.keep(os.path.join(os.path.dirname(source), "unfinished"),
+                                  FLAGS.keep_unfinished, committed)
+                _say(f"kept {len(kept)} cut cells in {FLAGS.keep_unfinished} for the next "
+                     f"call (--unfinished={FLAGS.keep_unfinished}): "
+                     f"{', '.join(kept) or 'none'}")
         except ValueError as error:
             raise app.UsageError(str(error)) from error
-        for key in outcome["new"]:
-            logging.info("committed %s", key)
     else:
         from epsd_tf.study import report
         written = report.write(FLAGS.results, FLAGS.to or "docs/RESULTS.md",

@@ -14,6 +14,11 @@ Beside the parts, `write_finished` lists the cells the same call finished
 (`FINISHED_LIST`); `not_collected` names those the next machine does not have
 finished, so a call whose finished cells were not collected into the
 repository before the next one is refused rather than run again.
+
+Back in the repository, `keep` puts a call's parts where the next call is given
+them (`tools/study.py collect --keep_unfinished=DIR`), replacing the last call's,
+but never dropping a cut cell that the new parts do not hold and that is not
+committed.
 """
 
 from __future__ import annotations
@@ -169,6 +174,50 @@ def not_collected(directory: str, runs_root: str) -> list[str]:
     finished = {key for key, cell_dir in archive.cell_dirs(runs_root)
                 if files.is_finished(cell_dir)}
     return [key for key in files.read_json(path) if key not in finished]
+
+
+def part_cells(parts: Sequence[str]) -> list[str]:
+    """The `<family>/<cell>` keys the `unfinished-NN.tar.gz` parts hold."""
+    keys = []
+    for part in parts:
+        with tarfile.open(part) as outer:
+            keys += [name[:-len(".tar.gz")].replace("__", "/", 1) for name in outer.getnames()]
+    return sorted(keys)
+
+
+def keep(call_unfinished: str, directory: str, committed: str) -> list[str]:
+    """Makes `directory` hold the parts (and `FINISHED_LIST`) of `call_unfinished`, a
+    device call's `$OUT/unfinished` as fetched, for the next call's `--unfinished`.
+
+    The last call's parts in `directory` go: that call restored them, so whatever of
+    them it did not finish it cut again, into its own parts. Raises `ValueError`
+    before changing anything if `directory` holds a cell that is neither in the new
+    parts nor committed under `committed` (a call run without `--unfinished`):
+    replacing it would lose that cell's progress. Returns the cells now kept.
+    """
+    new_parts = unfinished_parts(call_unfinished) if os.path.isdir(call_unfinished) else []
+    kept = part_cells(new_parts)
+    old = part_cells(unfinished_parts(directory)) if os.path.isdir(directory) else []
+    try:
+        done = set(archive.finished_cells(committed))
+    except FileNotFoundError:  # nothing committed yet
+        done = set()
+    lost = sorted(set(old) - set(kept) - done)
+    if lost:
+        raise ValueError(f"{directory} holds cut cells that the call's parts do not and "
+                         f"that are not committed: {', '.join(lost)}; the call did not "
+                         f"resume them (no --unfinished={directory}?): carry them into "
+                         "the next call first, or delete the directory to give them up")
+    parent = os.path.dirname(os.path.abspath(directory))
+    os.makedirs(parent, exist_ok=True)
+    staged = tempfile.mkdtemp(prefix=".keep-", dir=parent)
+    os.chmod(staged, 0o755)
+    for path in new_parts + [os.path.join(call_unfinished, FINISHED_LIST)]:
+        if os.path.isfile(path):  # contents only: fetched files are read-only
+            shutil.copyfile(path, os.path.join(staged, os.path.basename(path)))
+    files.remove(directory)
+    os.replace(staged, directory)
+    return kept
 
 
 def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:

@@ -93,3 +93,38 @@ def test_unfinished_cells_not_packed_by_the_deadline_are_left_out(tmp_path, monk
     assert outcome["left_out"] == ["r20/snip-dlb-s0.95-seed0"] and packed_at == [100.0]
     everything = carry.pack_unfinished(runs, str(tmp_path / "all"), deadline=None)
     assert len(everything["packed"]) == 2
+
+
+def test_keep_replaces_the_last_calls_parts_but_never_drops_a_cut_cell(tmp_path):
+    keep, committed = str(tmp_path / ".probe" / "unfinished"), str(tmp_path / "committed")
+    snip, epsd_95 = grid.Cell("snip", "dlb", 0.98, 0), grid.Cell("epsd", "dlb", 0.95, 0)
+    first = str(tmp_path / "call1")  # call 1 cut EPSD_98 and snip
+    _unfinished_cell(str(tmp_path / "runs1"), EPSD_98)
+    _unfinished_cell(str(tmp_path / "runs1"), snip)
+    carry.pack_unfinished(str(tmp_path / "runs1"), os.path.join(first, "unfinished"))
+    carry.write_finished(os.path.join(first, "unfinished"), ["r20/dense-dlb-seed0"])
+    assert carry.keep(os.path.join(first, "unfinished"), keep, committed) == [
+        "r20/epsd-dlb-s0.98-seed0", "r20/snip-dlb-s0.98-seed0"]
+    assert sorted(os.listdir(keep)) == [carry.FINISHED_LIST, "unfinished-00.tar.gz"]
+
+    # Call 2 resumed both: it finished snip (committed now) and cut EPSD_98 and another.
+    second = str(tmp_path / "call2")
+    _unfinished_cell(str(tmp_path / "runs2"), EPSD_98)
+    _unfinished_cell(str(tmp_path / "runs2"), epsd_95)
+    carry.pack_unfinished(str(tmp_path / "runs2"), os.path.join(second, "unfinished"))
+    helpers.write_cell(committed, plan.R20, snip, accuracy=0.9)
+    assert carry.keep(os.path.join(second, "unfinished"), keep, committed) == [
+        "r20/epsd-dlb-s0.95-seed0", "r20/epsd-dlb-s0.98-seed0"]
+    assert os.listdir(keep) == ["unfinished-00.tar.gz"]  # call 2's parts only
+
+    # Call 3 ran without --unfinished and cut nothing: keeping would drop both.
+    before = open(os.path.join(keep, "unfinished-00.tar.gz"), "rb").read()
+    with pytest.raises(ValueError, match=r"not committed: r20/epsd-dlb-s0.95-seed0, "
+                                         r"r20/epsd-dlb-s0.98-seed0; .*--unfinished="):
+        carry.keep(str(tmp_path / "call3" / "unfinished"), keep, committed)
+    assert open(os.path.join(keep, "unfinished-00.tar.gz"), "rb").read() == before
+    # Once they are committed, a call that cut nothing leaves nothing to carry.
+    helpers.write_cell(committed, plan.R20, EPSD_98, accuracy=0.9)
+    helpers.write_cell(committed, plan.R20, epsd_95, accuracy=0.9)
+    assert carry.keep(str(tmp_path / "call3" / "unfinished"), keep, committed) == []
+    assert os.listdir(keep) == []
