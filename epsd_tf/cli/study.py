@@ -191,7 +191,7 @@ def _main(argv):
     action = argv[1]
     if action == "plan":
         return _plan()
-    from epsd_tf.study import archive, carry
+    from epsd_tf.study import archive, carry, device
     if action == "device":
         return _device()
     if action == "supersede":
@@ -238,7 +238,7 @@ def _main(argv):
             for key in outcome["new"]:
                 logging.info("committed %s", key)
             if FLAGS.keep_unfinished:
-                kept = carry.keep(os.path.join(os.path.dirname(source), "unfinished"),
+                kept = carry.keep(os.path.join(os.path.dirname(source), device.UNFINISHED_DIR),
                                   FLAGS.keep_unfinished, committed)
                 _say(f"kept {len(kept)} cut cells in {FLAGS.keep_unfinished} for the next "
                      f"call (--unfinished={FLAGS.keep_unfinished}): "

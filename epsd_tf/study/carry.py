@@ -47,6 +47,16 @@ FINISHED_LIST = "finished_in_that_call.json"
 _LOCAL_ONLY = (runner.CELL_LOCK, files.LOCK, files.TENSORBOARD)
 
 
+def _member_name(key: str) -> str:
+    """A cell's tarball name inside a part: `<family>__<cell>.tar.gz`."""
+    return key.replace("/", "__") + ".tar.gz"
+
+
+def _member_key(name: str) -> str:
+    """The `<family>/<cell>` key of a part's member (`_member_name` undone)."""
+    return name[:-len(".tar.gz")].replace("__", "/", 1)
+
+
 def unfinished_cells(source: str) -> dict[str, str]:
     """`{"<family>/<cell>": directory}` of the cells under `source` (a study or
     sweep root) that have progress a re-run would reuse but are not finished."""
@@ -137,7 +147,7 @@ def pack_unfinished(source: str, directory: str, part_bytes: int = PART_BYTES,
         path = os.path.join(directory, UNFINISHED_PART.format(number))
         with tarfile.open(path, "w") as outer:  # already compressed, cell by cell
             for key, data in members:
-                info = tarfile.TarInfo(key.replace("/", "__") + ".tar.gz")
+                info = tarfile.TarInfo(_member_name(key))
                 info.size = len(data)
                 info.mtime = int(time.time())
                 outer.addfile(info, io.BytesIO(data))
@@ -181,7 +191,7 @@ def part_cells(parts: Sequence[str]) -> list[str]:
     keys = []
     for part in parts:
         with tarfile.open(part) as outer:
-            keys += [name[:-len(".tar.gz")].replace("__", "/", 1) for name in outer.getnames()]
+            keys += [_member_key(name) for name in outer.getnames()]
     return sorted(keys)
 
 
@@ -231,7 +241,7 @@ def restore_unfinished(parts: Sequence[str], runs_root: str) -> dict[str, list]:
     for part in sorted(parts):
         with tarfile.open(part) as outer:
             for member in outer.getmembers():
-                key = member.name[:-len(".tar.gz")].replace("__", "/", 1)
+                key = _member_key(member.name)
                 fam, name = key.split("/")
                 target = os.path.join(runs_root, fam, grid.CELLS, name)
                 if files.is_finished(target) or files.has_progress(target):

@@ -242,9 +242,9 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         say("epochs done by the cut cells: " + ", ".join(
             f"{key} {n}" for key, n in sorted(summary["epochs_done"].items())))
     if summary["unfinished"]:
-        say(f"carry {os.path.join(out_dir, UNFINISHED_DIR)} into the next call (--unfinished) "
-            "after collecting; kept nowhere else, the cut cells' progress is lost with the "
-            "checkout that fetched it")
+        say(f"carry {os.path.join(out_dir, UNFINISHED_DIR)} into the next call (--unfinished; "
+            "`tools/study.py collect --keep_unfinished=DIR` keeps it in DIR); kept nowhere "
+            "else, the cut cells' progress is lost with the checkout that fetched it")
     return summary
 
 
