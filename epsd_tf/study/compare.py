@@ -18,6 +18,16 @@ from epsd_tf.analysis.results import DENSE
 from epsd_tf.study import rows as rows_lib
 
 EPSD = "epsd"
+# Fields where a smaller value is the better one: a record of such a field counts
+# EPSD ahead on the seeds where its value is lower.
+LOWER_IS_BETTER = frozenset({"landscape_sharpness"})
+
+
+def epsd_ahead(record: dict) -> bool:
+    """Whether the record's mean difference favours EPSD (given the field's direction)."""
+    if record["mean"] is None:
+        return False
+    return record["mean"] < 0 if record.get("field") in LOWER_IS_BETTER else record["mean"] > 0
 
 
 def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict]:
@@ -30,8 +40,11 @@ def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict
 
     Returns:
         Records with `arch, allocation, method, sparsity, scorer` (EPSD's),
-        `baseline`, `baseline_allocation` and the `paired_difference` fields,
-        sorted by arch, allocation, method, sparsity, baseline.
+        `baseline`, `baseline_allocation`, `field` and the `paired_difference`
+        fields (`mean` is EPSD minus the baseline), sorted by arch, allocation,
+        method, sparsity, baseline. `wins` and `losses` count the seeds where
+        EPSD is better and worse: for a `LOWER_IS_BETTER` field, those where its
+        value is lower and higher.
     """
     out = []
     epsd_groups = sorted({(r["arch"], r["allocation"], r["method"], r["sparsity"])
@@ -48,10 +61,13 @@ def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict
             if baseline == DENSE or (baseline == EPSD and not iterative):
                 continue
             values = rows_lib.by_seed(rows_lib.matching(others, scorer=baseline), field)
+            difference = stats.paired_difference(epsd, values)
+            if field in LOWER_IS_BETTER:
+                difference["wins"], difference["losses"] = (difference["losses"],
+                                                            difference["wins"])
             out.append({"arch": arch, "allocation": allocation, "method": method,
                         "sparsity": sparsity, "scorer": EPSD, "baseline": baseline,
-                        "baseline_allocation": against, "field": field,
-                        **stats.paired_difference(epsd, values)})
+                        "baseline_allocation": against, "field": field, **difference})
     return out
 
 

@@ -183,10 +183,13 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
             f"(to run them again, delete {os.path.join(unfinished, carry.FINISHED_LIST)})")
     os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
     if unfinished:
-        summary["resumed"] = carry.restore_unfinished(carry.unfinished_parts(unfinished),
-                                                        runs_root)["restored"]
+        outcome = carry.restore_unfinished(carry.unfinished_parts(unfinished), runs_root)
+        summary["resumed"], summary["resumed_in_place"] = outcome["restored"], outcome["kept"]
+    in_place = summary.get("resumed_in_place", [])
     say(f"restored {len(summary['restored'])} committed cells, "
-        f"{len(summary.get('resumed', []))} cut cells to resume")
+        f"{len(summary.get('resumed', []))} cut cells to resume"
+        + (f" ({len(in_place)} more carried cells are here already, as far as or further "
+           "than their parts: this machine ran the call that cut them)" if in_place else ""))
     todo = queue(runs_root, phases)
     say(f"{len(todo)} sweeps with cells left, in order: "
         + ", ".join(f"{phase}/{sweep.family.name}" for phase, sweep in todo))

@@ -166,6 +166,27 @@ def test_the_deadline_cuts_cells_that_the_next_call_resumes_elsewhere(tmp_path, 
     assert {f"fam/{n}" for n in resumed} == set(cut)
 
 
+def test_a_call_on_the_machine_that_cut_the_cells_resumes_them_in_place(tmp_path, stand_in,
+                                                                         monkeypatch):
+    flags, events = stand_in
+    monkeypatch.setenv("FAKE_SLEEP", "60")
+    root, out1, out2, said = str(tmp_path / "a"), str(tmp_path / "o1"), str(tmp_path / "o2"), []
+    common = {"parallel": 2, "sweep_flags": flags, "results_dir": str(tmp_path / "none"),
+              "phases": PHASES, "say": said.append}
+    first = device.run_call(root, out1, seconds=6, limit=6 + device.STOP_GRACE + 30, **common)
+    cut = sorted(first["unfinished"])
+    monkeypatch.setenv("FAKE_SLEEP", "0")
+    said.clear()
+    second = device.run_call(root, out2, seconds=120,
+                             unfinished=os.path.join(out1, device.UNFINISHED_DIR), **common)
+    assert second["resumed"] == [] and sorted(second["resumed_in_place"]) == cut
+    assert said[0] == ("restored 0 committed cells, 0 cut cells to resume (2 more carried "
+                       "cells are here already, as far as or further than their parts: this "
+                       "machine ran the call that cut them)")
+    assert second["stopped"] == "every planned cell finished"
+    assert {f"fam/{n}" for _, k, n, r in events() if k == "start" and r} == set(cut)
+
+
 def test_bad_arguments_are_refused_before_anything_runs(tmp_path):
     for kwargs, message in (({"seconds": 0, "parallel": 1}, "seconds"),
                             ({"seconds": 10, "parallel": 0}, "parallel"),

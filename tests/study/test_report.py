@@ -92,6 +92,42 @@ def test_the_claims_tally_names_comparisons_where_every_seed_points_one_way():
                     "behind in 1, ahead in 0); 1 have fewer than 2 matched seeds.")
 
 
+def test_a_lower_is_better_field_counts_epsd_ahead_where_its_value_is_lower():
+    # Sharpness: EPSD flatter (lower) than SNIP on seeds 0-4, by 1 to 5.
+    cells = [{"arch": "resnet20", "allocation": "global", "method": "dlb", "sparsity": 0.98,
+              "scorer": scorer, "seed": seed,
+              "landscape_sharpness": 10.0 + seed * (1.0 if scorer == "epsd" else 2.0)}
+             for scorer in ("epsd", "snip") for seed in range(5)]
+    cells[0]["landscape_sharpness"] = 9.0  # seed 0: 9 against 10
+    [record] = compare.comparisons(cells, "landscape_sharpness")
+    assert record["mean"] == pytest.approx(-2.2)
+    assert (record["wins"], record["losses"]) == (5, 0)
+    assert compare.epsd_ahead(record)
+    assert "(EPSD ahead on 5, behind on 0;" in compare.describe(record, 1.0, "", 1)
+    assert claims.tally([record]).startswith("Of 1 comparisons, the 95 % interval puts EPSD "
+                                             "ahead in 1, behind in 0")
+    [accuracy] = compare.comparisons(
+        [{**c, "test_accuracy": c["landscape_sharpness"]} for c in cells])
+    assert (accuracy["wins"], accuracy["losses"]) == (0, 5)
+    assert not compare.epsd_ahead(accuracy)
+
+
+def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path):
+    runs = str(tmp_path / "runs")
+    for seed in (0, 1):
+        for scorer, accuracy in (("epsd", 0.91), ("snip", 0.90)):
+            helpers.write_cell(runs, plan.R20_ERK, grid.Cell(scorer, "dlb", 0.98, seed),
+                               accuracy=accuracy + seed / 100, big_files=False)
+        helpers.write_cell(runs, plan.R20_ITERATIVE, grid.Cell("epsd", "dlb", 0.98, seed),
+                           accuracy=0.92, big_files=False)
+        helpers.write_cell(runs, plan.R20, grid.Cell("epsd", "dlb", 0.98, seed),
+                           accuracy=0.6, big_files=False)
+    text, _ = report.render(runs, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    claim = text.split("### Allocation (layer-wise ERK")[1].split("### ")[0]
+    assert "- 98 %, dlb, erk: EPSD − snip = +1.00 pt" in claim
+    assert "- 98 %, dlb: EPSD (global, 5 rounds) − epsd (global) = +32.00 pt" in claim
+
+
 def test_iterative_epsd_is_compared_with_the_one_shot_scorers(tmp_path):
     runs = str(tmp_path / "runs")
     for seed in (0, 1):
