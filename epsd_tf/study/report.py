@@ -69,6 +69,16 @@ def _with_dense(rows, arch, allocation):
             (r["allocation"] == allocation or r["scorer"] == results.DENSE)]
 
 
+def _one_shot_references(rows, arch, allocation):
+    """For an iterative allocation's figure: the global one-shot cells of its network
+    at its sparsities and SD methods, each scorer named `<scorer>, one-shot`."""
+    groups = {(r["method"], r["sparsity"]) for r in rows if r["arch"] == arch and
+              r["allocation"] == allocation and r["scorer"] != results.DENSE}
+    return [dict(r, scorer=f"{r['scorer']}, one-shot") for r in rows
+            if r["arch"] == arch and r["allocation"] == "global" and
+            r["scorer"] != results.DENSE and (r["method"], r["sparsity"]) in groups]
+
+
 def _tables(rows) -> str:
     text = ""
     for arch, allocation in _table_sets(rows):
@@ -240,14 +250,19 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
     text, written = "", []
     link = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
     for arch, allocation in _pruned_sets(rows):  # dense cells only: nothing to plot yet
-        summary = results.aggregate(_with_dense(rows, arch, allocation))
+        iterative = "rounds" in allocation
+        chosen = _with_dense(rows, arch, allocation)
+        summary = results.aggregate(
+            chosen + (_one_shot_references(rows, arch, allocation) if iterative else []))
         template = os.path.join(figures_dir, f"accuracy_{_slug(arch, allocation)}_{{method}}.png")
         for method, path in plots.plot_accuracy_vs_sparsity(summary, template).items():
             written.append(path)
             text += (f"\n![Test accuracy against sparsity, {arch}, {allocation}, {method}]"
                      f"({link(path)})\n\n*{arch}, {allocation} allocation, {method}: test "
                      "accuracy (mean ± sample std over seeds) against sparsity; dashed: dense "
-                     "with this method, dotted: dense with the others.*\n")
+                     "with this method, dotted: dense with the others"
+                     + ("; `, one-shot`: each criterion pruned in one round (global ranking)"
+                        if iterative else "") + ".*\n")
     for arch in sorted({r["arch"] for r in rows}):
         at_98 = [r for r in rows if r["arch"] == arch and r["allocation"] == "global" and
                  r["method"] == "dlb" and r["sparsity"] == 0.98 and r["scorer"] != results.DENSE]
@@ -279,7 +294,10 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
     if accuracy_records:
         for arch in sorted({r["arch"] for r in accuracy_records}):
             chosen = [dict(r, label=f"{r['method']} {100 * r['sparsity']:g} % {r['allocation']}"
-                           f" − {r['baseline']}") for r in accuracy_records
+                           f" − {r['baseline']}" + ("" if r["baseline_allocation"] ==
+                                                    r["allocation"] else
+                                                    f" ({r['baseline_allocation']})"))
+                      for r in accuracy_records
                       if r["arch"] == arch and r["mean"] is not None]
             if chosen:
                 path = plots.plot_paired_differences(

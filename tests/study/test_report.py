@@ -112,7 +112,7 @@ def test_a_lower_is_better_field_counts_epsd_ahead_where_its_value_is_lower():
     assert not compare.epsd_ahead(accuracy)
 
 
-def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path):
+def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path, monkeypatch):
     runs = str(tmp_path / "runs")
     for seed in (0, 1):
         for scorer, accuracy in (("epsd", 0.91), ("snip", 0.90)):
@@ -126,6 +126,16 @@ def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path):
     claim = text.split("### Allocation (layer-wise ERK")[1].split("### ")[0]
     assert "- 98 %, dlb, erk: EPSD − snip = +1.00 pt" in claim
     assert "- 98 %, dlb: EPSD (global, 5 rounds) − epsd (global) = +32.00 pt" in claim
+    # The iterative figure shows the one-shot cells of its sparsities beside it.
+    assert "`, one-shot`: each criterion pruned in one round (global ranking)" in text
+    summaries = []
+    monkeypatch.setattr(report.plots, "plot_accuracy_vs_sparsity",
+                        lambda summary, template: summaries.append(summary) or {})
+    report.render(runs, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    iterative = [s for s in summaries if any(r["scorer"] == "epsd, one-shot" for r in s)]
+    assert len(iterative) == 1
+    assert {(r["scorer"], r["sparsity"], r["n"]) for r in iterative[0]
+            if r["scorer"] != "dense"} == {("epsd", 0.98, 2), ("epsd, one-shot", 0.98, 2)}
 
 
 def test_iterative_epsd_is_compared_with_the_one_shot_scorers(tmp_path):
