@@ -201,12 +201,13 @@ def run(workdir: str, *,
                          model_path)
             model = keras.models.load_model(model_path)
         else:
-            pruning_seconds, pruning_report = 0.0, None
+            pruning_seconds, pruning_report, earlier_seconds = 0.0, None, 0.0
             if prune is not None:
                 # The splits, not a pipeline: `prune_at_init` scores its own view
                 # (`pruning.scoring_view`), whose batches depend on the seed only.
-                model, pruning_report, pruning_seconds = _pruned_model(
+                model, pruning_report, pruning_seconds, scored_before = _pruned_model(
                     out, model, prune, splits, method, seed, stages, reuse_from=resume_dir)
+                earlier_seconds += pruning_seconds if scored_before else 0.0
 
             jsv_images = _test_images(splits, mean_jsv_examples)
             if mean_jsv_examples and plan.is_chief:
@@ -223,7 +224,9 @@ def run(workdir: str, *,
                                 jit_compile=_jit_compile(jit_compile))
                 backup = os.path.join(resume_dir, files.BACKUP)
                 # Earlier attempts' training time (up to their last backup) counts too.
-                fit_start = time.perf_counter() - callbacks_lib.Backup.training_seconds(backup)
+                trained_before = callbacks_lib.Backup.training_seconds(backup)
+                earlier_seconds += trained_before
+                fit_start = time.perf_counter() - trained_before
                 _fit(trainer, out, splits, method, seed, epochs=epochs,
                      steps_per_epoch=steps_per_epoch, backup_every_steps=backup_every_steps,
                      verbose=verbose, plan=plan, restore_from=backup)
@@ -253,10 +256,12 @@ def run(workdir: str, *,
                 "mean_jsv": mean_jsv or None,
                 "cost": _cost(pruning_report, method, epochs, steps),
                 **_distribution_summary(plan),
+                # total: this attempt's wall time, plus the scoring and training
+                # of the earlier attempts it resumed from (not their other work).
                 "seconds": {
                     "pruning": pruning_seconds,
                     "training": training_seconds,
-                    "total": time.perf_counter() - start,
+                    "total": time.perf_counter() - start + earlier_seconds,
                 },
             })
             files.remove(os.path.join(workdir, files.BACKUP))
@@ -425,9 +430,10 @@ def _steps_per_epoch(batches, num_train: int) -> int:
 def _pruned_model(workdir, model, prune, batches, method, seed, stages, reuse_from=None):
     """Runs the pruning stage once; on resume, reloads its saved result.
 
-    Returns the pruned network, its report and the scoring seconds: recorded
-    in `stages` when scored, so that a resumed run reports the time of the
-    attempt that scored (0.0 when no attempt recorded it). `reuse_from` (a
+    Returns the pruned network, its report, the scoring seconds (recorded in
+    `stages` when scored, so that a resumed run reports the time of the
+    attempt that scored; 0.0 when no attempt recorded it) and whether an
+    earlier attempt (or the chief) scored it rather than this call. `reuse_from` (a
     multi-worker run's other workers: the chief's workdir) is looked in
     first; scoring is deterministic, so a worker that scores itself gets the
     chief's mask.
@@ -438,7 +444,7 @@ def _pruned_model(workdir, model, prune, batches, method, seed, stages, reuse_fr
         if os.path.exists(path) and os.path.exists(report_path):
             logging.info("resuming: loading the pruned initial network from %s", path)
             seconds = (stages.get("pruning") or {}).get("seconds", 0.0)
-            return keras.models.load_model(path), files.read_json(report_path), seconds
+            return keras.models.load_model(path), files.read_json(report_path), seconds, True
     path = os.path.join(workdir, files.PRUNED_INIT)
     report_path = os.path.join(workdir, files.PRUNING_REPORT)
     start = time.perf_counter()
@@ -450,7 +456,7 @@ def _pruned_model(workdir, model, prune, batches, method, seed, stages, reuse_fr
     pruning_summaries.write_summaries(os.path.join(workdir, files.TENSORBOARD, "pruning"),
                                       report)
     stages.record("pruning", {"seconds": seconds})
-    return pruned, report, seconds
+    return pruned, report, seconds, False
 
 
 def _test_images(splits, count: int):

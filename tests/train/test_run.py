@@ -136,10 +136,12 @@ def test_resume_after_a_killed_run(tmp_path):
     assert epochs[epochs_done] in (epochs_done, epochs_done + 1)
     assert epochs[-1] == 11
     assert "resuming: loading the pruned initial network" in result.stderr
-    # The times cover both attempts: the scoring of the first, the training of both.
+    # The times cover both attempts: the scoring of the first, the training of both,
+    # and the total the second attempt's other work on top of them.
     seconds = json.loads((workdir / "metrics.json").read_text())["seconds"]
     assert seconds["pruning"] == pruning
     assert seconds["training"] > trained_before
+    assert seconds["total"] > seconds["pruning"] + seconds["training"]
 
 
 @pytest.mark.parametrize("gin_file", sorted(f for f in os.listdir(GIN_DIR) if f.endswith(".gin")))
