@@ -64,13 +64,21 @@ def _by_sparsity(records) -> str:
 
 
 def headline(accuracy: Sequence[dict]) -> str:
-    """EPSD − each baseline on ResNet-20 with DLB at the highest sparsity committed."""
+    """EPSD − each baseline on ResNet-20 with DLB at the highest sparsity committed;
+    baselines with fewer than 2 matched seeds are only named (they test nothing yet)."""
     main = _where(accuracy, **MAIN)
     if not main:
         return "_No paired comparison committed yet._"
     top = max(r["sparsity"] for r in main)
-    return (f"ResNet-20, DLB, global ranking, {100 * top:g} % sparsity (test accuracy):\n\n" +
-            _listing(_where(main, sparsity=top)))
+    records = _where(main, sparsity=top)
+    few = [r for r in records if r["n"] < 2]
+    text = (f"ResNet-20, DLB, global ranking, {100 * top:g} % sparsity (test accuracy):\n\n" +
+            _listing([r for r in records if r["n"] >= 2]))
+    if few:
+        text += ("\nWith fewer than 2 matched seeds so far (see the paired table): " +
+                 ", ".join(f"{r['baseline']} ({r['n']} seed{'s' if r['n'] != 1 else ''})"
+                           for r in few) + ".\n")
+    return text
 
 
 def _section(title: str, claim: str, records, scale=100.0, unit=" pt", digits=2,

@@ -138,6 +138,19 @@ def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path, 
             if r["scorer"] != "dense"} == {("epsd", 0.98, 2), ("epsd, one-shot", 0.98, 2)}
 
 
+def test_the_headline_lists_comparisons_with_two_seeds_and_only_names_the_others(committed,
+                                                                                tmp_path):
+    runs = str(tmp_path / "grasp")
+    helpers.write_cell(runs, plan.R20, grid.Cell("grasp", "dlb", 0.98, 3), accuracy=0.2,
+                       big_files=False)
+    archive.collect(runs, committed)
+    text = claims.headline(compare.comparisons(rows.load(committed)))
+    assert "- 98 %, dlb: EPSD − snip = +2.00 pt, 95 % CI" in text
+    assert "EPSD − grasp" not in text
+    assert text.endswith("With fewer than 2 matched seeds so far (see the paired table): "
+                         "grasp (1 seed).\n")
+
+
 def test_iterative_epsd_is_compared_with_the_one_shot_scorers(tmp_path):
     runs = str(tmp_path / "runs")
     for seed in (0, 1):
