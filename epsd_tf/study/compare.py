@@ -30,6 +30,19 @@ def epsd_ahead(record: dict) -> bool:
     return record["mean"] < 0 if record.get("field") in LOWER_IS_BETTER else record["mean"] > 0
 
 
+def baseline_allocation(allocation: str) -> str:
+    """The allocation EPSD's cells of `allocation` are compared under: the same one,
+    or one-shot global ranking for an iterative allocation (one with rounds)."""
+    return "global" if "rounds" in allocation else allocation
+
+
+def baseline_label(record: dict) -> str:
+    """A record's baseline, with its allocation where it is not EPSD's: `epsd (global)`."""
+    if record["baseline_allocation"] == record["allocation"]:
+        return record["baseline"]
+    return f"{record['baseline']} ({record['baseline_allocation']})"
+
+
 def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict]:
     """One record per (arch, allocation, method, sparsity, baseline) with EPSD present.
 
@@ -53,8 +66,8 @@ def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict
         epsd = rows_lib.by_seed(rows_lib.matching(
             rows, arch=arch, allocation=allocation, method=method, sparsity=sparsity,
             scorer=EPSD), field)
-        iterative = "rounds" in allocation
-        against = "global" if iterative else allocation
+        against = baseline_allocation(allocation)
+        iterative = against != allocation
         others = rows_lib.matching(rows, arch=arch, allocation=against, method=method,
                                    sparsity=sparsity)
         for baseline in sorted({r["scorer"] for r in others}):
@@ -73,9 +86,9 @@ def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict
 
 def describe(record: dict, scale: float = 100.0, unit: str = " pt", digits: int = 2) -> str:
     """One sentence: `EPSD − snip = +0.41 pt, 95 % CI [−0.2, 1.0], 5 seeds, 4/1, p = 0.38: noise`."""
-    name = f"EPSD − {record['baseline']}"
+    name = f"EPSD − {baseline_label(record)}"
     if record["allocation"] != record["baseline_allocation"]:
-        name = f"EPSD ({record['allocation']}) − {record['baseline']} ({record['baseline_allocation']})"
+        name = f"EPSD ({record['allocation']}) − {baseline_label(record)}"
     if record["mean"] is None:
         return f"{name}: no matched seeds"
     text = f"{name} = {scale * record['mean']:+.{digits}f}{unit}"
@@ -97,8 +110,7 @@ def markdown(records: Sequence[dict], scale: float = 100.0, unit: str = "pt",
              "95 % CI | EPSD ahead / behind | sign p | verdict |",
              "|---|---|---|---:|---|---:|---:|---|---:|---:|---|"]
     for r in records:
-        baseline = r["baseline"] + ("" if r["baseline_allocation"] == r["allocation"]
-                                    else f" ({r['baseline_allocation']})")
+        baseline = baseline_label(r)
         mean = "–" if r["mean"] is None else f"{scale * r['mean']:+.{digits}f}"
         ci = "–" if r["low"] is None else \
             f"[{scale * r['low']:+.{digits}f}, {scale * r['high']:+.{digits}f}]"

@@ -70,12 +70,14 @@ def _with_dense(rows, arch, allocation):
 
 
 def _one_shot_references(rows, arch, allocation):
-    """For an iterative allocation's figure: the global one-shot cells of its network
-    at its sparsities and SD methods, each scorer named `<scorer>, one-shot`."""
+    """For an iterative allocation's figure: the one-shot cells it is compared with
+    (`compare.baseline_allocation`) of its network, sparsities and SD methods, each
+    scorer named `<scorer>, one-shot`."""
+    against = compare.baseline_allocation(allocation)
     groups = {(r["method"], r["sparsity"]) for r in rows if r["arch"] == arch and
               r["allocation"] == allocation and r["scorer"] != results.DENSE}
     return [dict(r, scorer=f"{r['scorer']}, one-shot") for r in rows
-            if r["arch"] == arch and r["allocation"] == "global" and
+            if r["arch"] == arch and r["allocation"] == against and
             r["scorer"] != results.DENSE and (r["method"], r["sparsity"]) in groups]
 
 
@@ -250,7 +252,7 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
     text, written = "", []
     link = lambda path: os.path.relpath(path, out_dir)  # noqa: E731
     for arch, allocation in _pruned_sets(rows):  # dense cells only: nothing to plot yet
-        iterative = "rounds" in allocation
+        iterative = compare.baseline_allocation(allocation) != allocation
         chosen = _with_dense(rows, arch, allocation)
         summary = results.aggregate(
             chosen + (_one_shot_references(rows, arch, allocation) if iterative else []))
@@ -294,10 +296,7 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
     if accuracy_records:
         for arch in sorted({r["arch"] for r in accuracy_records}):
             chosen = [dict(r, label=f"{r['method']} {100 * r['sparsity']:g} % {r['allocation']}"
-                           f" − {r['baseline']}" + ("" if r["baseline_allocation"] ==
-                                                    r["allocation"] else
-                                                    f" ({r['baseline_allocation']})"))
-                      for r in accuracy_records
+                           f" − {compare.baseline_label(r)}") for r in accuracy_records
                       if r["arch"] == arch and r["mean"] is not None]
             if chosen:
                 path = plots.plot_paired_differences(
