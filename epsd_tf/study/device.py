@@ -9,9 +9,11 @@ between machines. `run_call` does one such command's worth of the study:
 2. runs the plan's sweeps that still have unfinished cells, phase by phase in
    plan order, as `tools/sweep.py` processes that share `parallel` cell slots:
    each sweep gets as many slots as it has cells left (at most the free ones),
-   and a sweep's slots go to the next sweep in the queue when it ends, so the
-   GPU stays full across sweeps and phases; the sweeps holding cut cells start
-   first, on a slot per cut cell, so every cut cell resumes at once
+   and a sweep's slots go to the next sweep in the queue when it ends, or, with
+   none queued, to a second process of a running sweep that has more cells left
+   than slots (processes of one sweep share its root, each cell under its lock),
+   so the GPU stays full across sweeps and phases; the sweeps holding cut cells
+   start first, on a slot per cut cell, so every cut cell resumes at once
    (`assign_slots`);
 3. at the deadline stops every sweep with SIGINT (its cells are marked
    interrupted and keep their last epoch's backup) and packs the finished cells
@@ -71,14 +73,19 @@ def queue(runs_root: str, phases: Sequence[plan_lib.Phase]) -> list[tuple[str, p
 
 
 def assign_slots(todo: Sequence[tuple[str, plan_lib.Sweep]], free: Sequence[int],
-                 runs_root: str) -> tuple[list[tuple], list[tuple[str, plan_lib.Sweep]]]:
-    """Which queued sweeps start now, and on which of the `free` slots.
+                 runs_root: str, running: Sequence[tuple[str, plan_lib.Sweep, int]] = (),
+                 ) -> tuple[list[tuple], list[tuple[str, plan_lib.Sweep]]]:
+    """Which sweeps start now, and on which of the `free` slots.
 
-    The sweeps holding cut cells (progress on disk, `files.has_progress`) come
-    first, each on as many slots as it has cut cells, so that every cut cell
+    First the queued sweeps holding cut cells (progress on disk,
+    `files.has_progress`), each on a slot per cut cell, so that every cut cell
     resumes at once (each sweep starts its own first) wherever the plan queues
-    it; then the others in plan order, each on as many slots as it has cells
-    left. Sweeps without cells left are dropped.
+    it; then every queued sweep in plan order, on as many more slots as it has
+    cells left; then, with slots still free, a second process of each running
+    sweep (`running`: `(phase, sweep, slots it holds)`) whose cells left
+    outnumber its slots: the sweeps share the root, each cell under its lock,
+    so a slot that a finished sweep frees never idles while cells wait. Sweeps
+    without cells left are dropped.
 
     Returns:
         `([(phase, sweep, slots, cells left)], the sweeps still queued)`.
@@ -91,16 +98,23 @@ def assign_slots(todo: Sequence[tuple[str, plan_lib.Sweep]], free: Sequence[int]
             root = os.path.join(runs_root, sweep.family.name)
             cut = sum(files.has_progress(grid.cell_dir(root, c)) for c in left)
             waiting.append((phase, sweep, len(left), cut))
-    starts = []
+    starts: dict[int, tuple] = {}  # position in `waiting` -> (phase, sweep, slots, left)
     for first_pass in (True, False):
-        for item in list(waiting):
-            phase, sweep, left, cut = item
-            wanted = cut if first_pass else left
-            if free and wanted:
+        for position, (phase, sweep, left, cut) in enumerate(waiting):
+            given = starts[position][2] if position in starts else []
+            wanted = (cut if first_pass else left) - len(given)
+            if free and wanted > 0:
                 slots, free = free[:wanted], free[wanted:]
-                starts.append((phase, sweep, slots, left))
-                waiting.remove(item)
-    return starts, [(phase, sweep) for phase, sweep, _, _ in waiting]
+                starts[position] = (phase, sweep, given + slots, left)
+    extra = []
+    for phase, sweep, holding in running:
+        left = len(remaining(sweep, runs_root))
+        if free and left > holding:
+            slots, free = free[:left - holding], free[left - holding:]
+            extra.append((phase, sweep, slots, left))
+    queued = [(phase, sweep) for position, (phase, sweep, _, _) in enumerate(waiting)
+              if position not in starts]
+    return list(starts.values()) + extra, queued
 
 
 class _Running:
@@ -195,6 +209,7 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
         + ", ".join(f"{phase}/{sweep.family.name}" for phase, sweep in todo))
     running: list[_Running] = []
     not_started: list = []
+    failed: set[int] = set()  # the sweeps (`id`) a process of which ended with an error
     stopping = False
 
     def stop(signum, frame):  # the machine's own stop: end as at the deadline
@@ -207,12 +222,21 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
             for run in [r for r in running if r.process.poll() is not None]:
                 running.remove(run)
                 _record(summary, run, runs_root, start, say)
+                if run.process.returncode:  # a failed cell: no more processes retry it
+                    failed.add(id(run.sweep))
             if todo and time.monotonic() >= starts_end:
                 say(f"[{time.monotonic() - start:.0f} s] start deadline: {len(todo)} sweeps "
                     "not started; the running cells finish")
                 not_started, todo = todo, []
             free = sorted(set(range(parallel)).difference(*(r.slots for r in running)))
-            starts, todo = assign_slots(todo, free, runs_root) if free else ([], todo)
+            starts = []
+            if free and time.monotonic() < starts_end:
+                holding = {}
+                for r in running:
+                    if id(r.sweep) not in failed:
+                        holding.setdefault(id(r.sweep), [r.phase, r.sweep, 0])[2] += len(r.slots)
+                starts, todo = assign_slots(todo, free, runs_root,
+                                            [tuple(h) for h in holding.values()])
             for phase, sweep, slots, left in starts:
                 running.append(_start(phase, sweep, slots, parallel, runs_root, out_dir,
                                       sweep_flags, sweep_tool,
@@ -255,6 +279,9 @@ def _start(phase, sweep, slots, parallel, runs_root, out_dir, sweep_flags, sweep
     # The sweep's own slots of the machine's `parallel`-way division (`placement.parse_slots`):
     # sweeps running side by side never get the same cores or GPU memory.
     share = [f"--parallel={len(slots)}", f"--slots={','.join(map(str, slots))}/{parallel}"]
+    # Two processes of one sweep skip each other's cells instead of waiting for them, and
+    # a process with only such cells left ends and frees its slots for the next sweep.
+    share.append("--nowait_busy")
     argv = [sys.executable, *sweep.argv(runs_root, [*sweep_flags, *share], sweep_tool)]
     log_path = os.path.join(out_dir, "logs", f"{number:02d}-{phase}-{sweep.family.name}.log")
     log = open(log_path, "w")

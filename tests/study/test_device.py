@@ -30,12 +30,15 @@ RUN = textwrap.dedent("""\
     share = os.environ.get("XLA_PYTHON_CLIENT_MEM_FRACTION", "-")
     with open(os.environ["FAKE_EVENTS"], "a") as f:
         f.write(f"{time.time()} start {name} {int(resumed)} {share}\\n")
+    if name in os.environ.get("FAKE_FAIL", "").split(","):
+        sys.exit(1)
     os.makedirs(os.path.join(workdir, "backup"), exist_ok=True)
     with open(os.path.join(workdir, "backup", "position.json"), "w") as f:
         f.write("{}")
     with open(os.path.join(workdir, "train_log.csv"), "w") as f:
         f.write("epoch,loss\\n0,1.0\\n1,0.9\\n")  # two epochs done before the sleep
-    time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    scorer = name.split("-")[0]  # FAKE_SLEEP_<scorer> if set, else FAKE_SLEEP
+    time.sleep(float(os.environ.get(f"FAKE_SLEEP_{scorer}", os.environ.get("FAKE_SLEEP", "0"))))
     with open(os.path.join(workdir, "config.gin"), "w") as f:
         f.write("build.name = 'resnet20'\\n")
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
@@ -222,6 +225,52 @@ def test_the_sweeps_holding_cut_cells_start_first_on_a_slot_per_cut_cell(tmp_pat
     files.remove(grid.cell_dir(os.path.join(runs, "fam"), cut))
     starts, rest = device.assign_slots(todo, list(range(8)), runs)
     assert starts == [("first", first, [0, 1, 2, 3], 4), ("second", second, [4, 5], 2)]
+
+
+def test_free_slots_extend_the_sweeps_and_then_run_a_second_process_of_a_running_one(
+        tmp_path):
+    runs = str(tmp_path / "runs")
+    first, second = PHASES[0].sweeps[0], PHASES[1].sweeps[0]
+    for sweep in (first, second):  # a cut cell in each sweep
+        cut = grid.cell_dir(os.path.join(runs, "fam"), sweep.cells()[0])
+        os.makedirs(os.path.join(cut, files.BACKUP))
+    todo = device.queue(runs, PHASES)
+    # A slot per cut cell first, then more slots up to each sweep's cells left: no slot
+    # idles while cells wait (session 13's calls left 2 of 8 slots idle here).
+    starts, rest = device.assign_slots(todo, list(range(8)), runs)
+    assert starts == [("first", first, [0, 2, 3, 4], 4), ("second", second, [1, 5], 2)]
+    assert rest == []
+    # Nothing queued: a second process of a running sweep with more cells left than slots.
+    running = [("first", first, 2), ("second", second, 2)]
+    assert device.assign_slots([], [6, 7, 8], runs, running) == (
+        [("first", first, [6, 7], 4)], [])
+    assert device.assign_slots([], [6], runs, [("first", first, 4)]) == ([], [])
+
+
+def test_a_slot_freed_by_an_ended_sweep_runs_the_cells_another_sweep_has_not_started(
+        tmp_path, stand_in, monkeypatch):
+    flags, events = stand_in
+    # The plan's first sweep (4 cells) waits for slots behind the second's cut cell; its
+    # snip cells are long, its random cells short, and random 0.9 fails.
+    monkeypatch.setenv("FAKE_SLEEP_snip", "8")
+    monkeypatch.setenv("FAKE_FAIL", "random-dlb-s0.9-seed0")
+    runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
+    cut = grid.cell_dir(os.path.join(runs, "fam"), PHASES[1].sweeps[0].cells()[0])
+    os.makedirs(os.path.join(cut, files.BACKUP))
+    summary = device.run_call(runs, out, seconds=120, parallel=3, sweep_flags=flags,
+                              results_dir=str(tmp_path / "none"), phases=PHASES)
+    got = events()
+    starts = [n for _, k, n, _ in got if k == "start"]
+    # The dense sweep's slot, once free, ran the random cells beside the two snip cells.
+    assert [(s["phase"], s["slots"]) for s in summary["sweeps"]][:1] == [("second", 1)]
+    assert sorted(s["slots"] for s in summary["sweeps"] if s["phase"] == "first") == [1, 2]
+    assert _most_at_once([e for e in got if e[2] != "random-dlb-s0.9-seed0"]) == 3
+    assert starts.count("random-dlb-s0.95-seed0") == 1  # each cell once: they skip each
+    assert starts.count("snip-dlb-s0.9-seed0") == 1     # other's cells (--nowait_busy)
+    # The failed cell is retried only by the sweep process that had it queued, not by
+    # new processes started again and again while the snip cells run.
+    assert starts.count("random-dlb-s0.9-seed0") == 2
+    assert summary["left"] == {"first": 1, "second": 0}
 
 
 @pytest.mark.parametrize("flags, message", [
