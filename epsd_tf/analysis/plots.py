@@ -273,7 +273,8 @@ def plot_points(points: Sequence[Mapping], path: str, *, xlabel: str, ylabel: st
 
 
 def plot_paired_differences(records: Sequence[Mapping], path: str, *, title: str = "",
-                            scale: float = 100.0, unit: str = "pt") -> str:
+                            scale: float = 100.0, unit: str = "pt",
+                            zoom: float | None = None) -> str:
     """Forest plot of paired differences: one row per comparison, mean with its interval.
 
     Args:
@@ -283,30 +284,67 @@ def plot_paired_differences(records: Sequence[Mapping], path: str, *, title: str
         path: output PNG path; directories are created.
         title: optional figure title.
         scale, unit: the differences are drawn times `scale`, labelled `unit`.
+        zoom: with a value, a second panel beside the first shows ±`zoom` (in
+            `unit`), where small differences are readable when a few wide
+            intervals set the first panel's scale; an interval running past
+            it ends in an arrow, a mean past it is an arrowhead at the edge.
 
     Returns:
         `path`.
 
     Raises:
-        ValueError: no records with a mean.
+        ValueError: no records with a mean, or `zoom` not positive.
     """
+    return save(paired_differences_figure(records, title=title, scale=scale, unit=unit,
+                                          zoom=zoom), path)
+
+
+def paired_differences_figure(records: Sequence[Mapping], *, title: str = "",
+                              scale: float = 100.0, unit: str = "pt",
+                              zoom: float | None = None) -> Figure:
+    """The figure `plot_paired_differences` saves (its arguments but `path`)."""
     records = [r for r in records if r.get("mean") is not None]
     if not records:
         raise ValueError("no paired differences to plot")
-    figure = Figure(figsize=(6, 0.35 * len(records) + 1.2))
-    axis = figure.subplots()
+    if zoom is not None and not zoom > 0:
+        raise ValueError(f"zoom must be > 0, got {zoom!r}")
+    width = 6 if zoom is None else 9
+    figure = Figure(figsize=(width, 0.35 * len(records) + 1.2))
+    axes = figure.subplots(1, 1 if zoom is None else 2, sharey=True, squeeze=False)[0]
     positions = np.arange(len(records))[::-1]
-    for y, record in zip(positions, records):
-        mean = scale * record["mean"]
-        if record.get("low") is not None:
-            axis.plot([scale * record["low"], scale * record["high"]], [y, y], color="tab:blue")
-        real = record.get("low") is not None and (record["low"] > 0 or record["high"] < 0)
-        axis.plot([mean], [y], "o", color="tab:red" if real else "tab:blue")
-    axis.axvline(0.0, color="black", linewidth=0.8)
-    axis.set_yticks(positions)
-    axis.set_yticklabels([r["label"] for r in records], fontsize=7)
-    axis.set_xlabel(f"difference ({unit}); 95 % t interval over matched seeds")
-    axis.grid(alpha=0.3, axis="x")
+    for axis, limit in zip(axes, (None, zoom)):
+        for y, record in zip(positions, records):
+            _difference_row(axis, y, record, scale, limit)
+        axis.axvline(0.0, color="black", linewidth=0.8)
+        axis.grid(alpha=0.3, axis="x")
+        if limit is not None:
+            axis.set_xlim(-limit, limit)
+            axis.set_xlabel(f"the same within ±{limit:g} {unit}")
+            axis.set_title(f"within ±{limit:g} {unit}")
+    axes[0].set_yticks(positions)
+    axes[0].set_yticklabels([r["label"] for r in records], fontsize=7)
+    axes[0].set_xlabel(f"difference ({unit}); 95 % t interval over matched seeds")
     if title:
-        axis.set_title(title)
-    return save(figure, path)
+        axes[0].set_title(title)
+    return figure
+
+
+def _difference_row(axis, y: float, record: Mapping, scale: float, limit: float | None):
+    """One comparison: its interval and its mean (red where the interval excludes 0);
+    with `limit`, clipped to ±limit, with arrows where something runs past it."""
+    def clip(value):
+        return value if limit is None else min(max(value, -limit), limit)
+
+    mean = scale * record["mean"]
+    real = record.get("low") is not None and (record["low"] > 0 or record["high"] < 0)
+    color = "tab:red" if real else "tab:blue"
+    if record.get("low") is not None:
+        low, high = scale * record["low"], scale * record["high"]
+        axis.plot([clip(low), clip(high)], [y, y], color="tab:blue")
+        for end, marker in ((low, "<"), (high, ">")):
+            if clip(end) != end:
+                axis.plot([clip(end)], [y], marker, color="tab:blue", markersize=4)
+    if clip(mean) == mean:
+        axis.plot([mean], [y], "o", color=color)
+    else:
+        axis.plot([clip(mean)], [y], "<" if mean < 0 else ">", color=color, markersize=8)

@@ -32,6 +32,7 @@ HAND_DEFAULT = ("_Notes of whoever runs the study: hardware and software of each
                 "re-generated._")
 CONVERGENCE = "convergence"
 CPU_SHORT = "docs/results/cpu_short/RESULTS.md"
+DIFFERENCE_ZOOM = 3.0  # pt: the paired-difference figure's second panel (most differences are < 1 pt)
 
 
 def _hand_written(out_path: str) -> str:
@@ -301,11 +302,12 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
             if chosen:
                 path = plots.plot_paired_differences(
                     chosen, os.path.join(figures_dir, f"epsd_minus_baselines_{arch}.png"),
-                    title=f"{arch}: EPSD − baseline, test accuracy")
+                    title=f"{arch}: EPSD − baseline, test accuracy", zoom=DIFFERENCE_ZOOM)
                 written.append(path)
                 text += (f"\n![EPSD minus each baseline, {arch}]({link(path)})\n\n*{arch}: "
                          "EPSD − baseline test accuracy per matched seed, mean and 95 % t "
-                         "interval; red: the interval excludes 0.*\n")
+                         f"interval; red: the interval excludes 0; right: the same within "
+                         f"±{DIFFERENCE_ZOOM:g} pt (arrows: past the edge).*\n")
     for method, sparsity in sorted({(r["method"], r["sparsity"]) for r in landscape_rows
                                     if r["scorer"] != results.DENSE}):
         seed = min(r["seed"] for r in landscape_rows)

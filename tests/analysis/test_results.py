@@ -4,6 +4,7 @@ import csv
 import json
 import statistics
 
+import numpy as np
 import pytest
 
 from epsd_tf.analysis import (
@@ -262,3 +263,29 @@ def test_dense_only_methods_are_drawn_in_the_other_methods_plots(tmp_path):
                                       str(tmp_path / "{method}.png"))
     assert list(paths) == ["dlb"]  # no plot holding a lone dense line for "none"
     assert open(paths["dlb"], "rb").read(8) == PNG_MAGIC
+
+
+def test_the_paired_difference_plot_zooms_in_beside_the_full_scale(tmp_path):
+    from epsd_tf.analysis import plots
+    records = [{"label": "wide", "mean": -0.37, "low": -0.85, "high": 0.12},
+               {"label": "small", "mean": -0.004, "low": -0.009, "high": -0.001},
+               {"label": "one seed", "mean": 0.05, "low": None, "high": None}]
+    full, zoomed = plots.paired_differences_figure(records, zoom=3.0).axes
+    assert zoomed.get_xlim() == (-3.0, 3.0) and full.get_xlim()[0] < -80
+    # In the zoomed panel the wide interval is clipped at the edges and ends in arrows;
+    # its mean (-37 pt) is an arrowhead at the left edge; the small one is a red dot.
+    markers = {(line.get_marker(), tuple(np.round(line.get_xdata(), 6)))
+               for line in zoomed.get_lines() if line.get_marker() not in ("None", "")}
+    assert markers == {("<", (-3.0,)), (">", (3.0,)), ("o", (-0.4,))}
+    arrows = [line.get_markersize() for line in zoomed.get_lines() if line.get_marker() == "<"]
+    assert sorted(arrows) == [4, 8]  # the interval's end, and the mean past the edge
+    # The full-scale panel draws every mean where it is.
+    assert {tuple(np.round(line.get_xdata(), 6)) for line in full.get_lines()
+            if line.get_marker() == "o"} == {(-37.0,), (-0.4,), (5.0,)}
+    red = [line for line in zoomed.get_lines() if line.get_color() == "tab:red"]
+    assert [tuple(line.get_xdata()) for line in red] == [(-0.4,)]
+    assert len(plots.paired_differences_figure(records).axes) == 1  # no zoom: one panel
+    path = plots.plot_paired_differences(records, str(tmp_path / "d.png"), zoom=3.0)
+    assert open(path, "rb").read(8) == PNG_MAGIC
+    with pytest.raises(ValueError, match="zoom must be > 0"):
+        plots.paired_differences_figure(records, zoom=0)
