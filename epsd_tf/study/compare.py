@@ -4,8 +4,9 @@ For every (network, allocation, SD method, sparsity) where EPSD was run, each
 other scorer of that group is compared with EPSD seed by seed
 (`analysis.stats.paired_difference`: mean difference, 95 % t interval, sign
 test, "real"/"noise"). Iterative EPSD (an allocation with rounds) is compared
-with every one-shot global scorer of its network, method and sparsity,
-one-shot EPSD included. Chen et al. (AAAI 2024) claim EPSD − baseline > 0,
+with every global-ranking scorer of its network, method and sparsity, each
+with its own rounds (one-shot EPSD included; SynFlow prunes in 100 rounds by
+default, and its label says so: `synflow (100 rounds)`). Chen et al. (AAAI 2024) claim EPSD − baseline > 0,
 most at high sparsity.
 """
 
@@ -32,15 +33,21 @@ def epsd_ahead(record: dict) -> bool:
 
 def baseline_allocation(allocation: str) -> str:
     """The allocation EPSD's cells of `allocation` are compared under: the same one,
-    or one-shot global ranking for an iterative allocation (one with rounds)."""
+    or global ranking (each scorer's own rounds) for an iterative allocation."""
     return "global" if "rounds" in allocation else allocation
 
 
 def baseline_label(record: dict) -> str:
-    """A record's baseline, with its allocation where it is not EPSD's: `epsd (global)`."""
-    if record["baseline_allocation"] == record["allocation"]:
-        return record["baseline"]
-    return f"{record['baseline']} ({record['baseline_allocation']})"
+    """A record's baseline, with its allocation where it is not EPSD's and its rounds
+    where it pruned in rounds its allocation does not name: `epsd (global)`,
+    `synflow (100 rounds)`, `synflow (global, 100 rounds)`."""
+    notes = []
+    if record["baseline_allocation"] != record["allocation"]:
+        notes.append(record["baseline_allocation"])
+    rounds = record.get("baseline_rounds") or 1
+    if rounds > 1 and "rounds" not in record["baseline_allocation"]:
+        notes.append(f"{rounds} rounds")
+    return record["baseline"] + (f" ({', '.join(notes)})" if notes else "")
 
 
 def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict]:
@@ -53,7 +60,8 @@ def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict
 
     Returns:
         Records with `arch, allocation, method, sparsity, scorer` (EPSD's),
-        `baseline`, `baseline_allocation`, `field` and the `paired_difference`
+        `baseline`, `baseline_allocation`, `baseline_rounds` (the most rounds its
+        cells pruned in, 1 for one shot), `field` and the `paired_difference`
         fields (`mean` is EPSD minus the baseline), sorted by arch, allocation,
         method, sparsity, baseline. `wins` and `losses` count the seeds where
         EPSD is better and worse: for a `LOWER_IS_BETTER` field, those where its
@@ -73,14 +81,17 @@ def comparisons(rows: Sequence[dict], field: str = "test_accuracy") -> list[dict
         for baseline in sorted({r["scorer"] for r in others}):
             if baseline == DENSE or (baseline == EPSD and not iterative):
                 continue
-            values = rows_lib.by_seed(rows_lib.matching(others, scorer=baseline), field)
+            chosen = rows_lib.matching(others, scorer=baseline)
+            values = rows_lib.by_seed(chosen, field)
             difference = stats.paired_difference(epsd, values)
             if field in LOWER_IS_BETTER:
                 difference["wins"], difference["losses"] = (difference["losses"],
                                                             difference["wins"])
             out.append({"arch": arch, "allocation": allocation, "method": method,
                         "sparsity": sparsity, "scorer": EPSD, "baseline": baseline,
-                        "baseline_allocation": against, "field": field, **difference})
+                        "baseline_allocation": against,
+                        "baseline_rounds": max(r.get("rounds") or 1 for r in chosen),
+                        "field": field, **difference})
     return out
 
 

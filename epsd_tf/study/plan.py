@@ -103,9 +103,9 @@ class Phase:
 
 
 R20 = Family("r20", ("gin/study_resnet20.gin",),
-             about="ResNet-20, global one-shot ranking")
+             about="ResNet-20, global ranking, each scorer's own rounds (one; SynFlow 100)")
 VGG16 = Family("vgg16", ("gin/study_vgg16.gin",),
-               about="VGG-16-BN, global one-shot ranking")
+               about="VGG-16-BN, global ranking, each scorer's own rounds (one; SynFlow 100)")
 R20_LANDSCAPE = Family("r20-landscape", ("gin/study_resnet20.gin", "gin/study_landscape.gin"),
                        about="ResNet-20 with the 1-D loss landscape (re-runs of r20 cells)")
 R20_ERK = Family("r20-erk", ("gin/study_resnet20.gin",),

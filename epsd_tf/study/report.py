@@ -71,13 +71,16 @@ def _with_dense(rows, arch, allocation):
 
 
 def _one_shot_references(rows, arch, allocation):
-    """For an iterative allocation's figure: the one-shot cells it is compared with
-    (`compare.baseline_allocation`) of its network, sparsities and SD methods, each
-    scorer named `<scorer>, one-shot`."""
+    """For an iterative allocation's figure: the global-ranking cells it is compared
+    with (`compare.baseline_allocation`) of its network, sparsities and SD methods, each
+    scorer named `<scorer>, one-shot`, or `<scorer>, <R> rounds` where it pruned in
+    rounds by default (SynFlow)."""
     against = compare.baseline_allocation(allocation)
     groups = {(r["method"], r["sparsity"]) for r in rows if r["arch"] == arch and
               r["allocation"] == allocation and r["scorer"] != results.DENSE}
-    return [dict(r, scorer=f"{r['scorer']}, one-shot") for r in rows
+    return [dict(r, scorer=f"{r['scorer']}, " + (f"{r['rounds']} rounds"
+                                                 if (r.get("rounds") or 1) > 1 else "one-shot"))
+            for r in rows
             if r["arch"] == arch and r["allocation"] == against and
             r["scorer"] != results.DENSE and (r["method"], r["sparsity"]) in groups]
 
@@ -264,7 +267,8 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
                      f"({link(path)})\n\n*{arch}, {allocation} allocation, {method}: test "
                      "accuracy (mean ± sample std over seeds) against sparsity; dashed: dense "
                      "with this method, dotted: dense with the others"
-                     + ("; `, one-shot`: each criterion pruned in one round (global ranking)"
+                     + ("; `, one-shot` and `, N rounds`: the global-ranking cells, each "
+                        "criterion with its own rounds (one; SynFlow's default 100)"
                         if iterative else "") + ".*\n")
     for arch in sorted({r["arch"] for r in rows}):
         at_98 = [r for r in rows if r["arch"] == arch and r["allocation"] == "global" and

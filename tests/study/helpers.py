@@ -104,7 +104,8 @@ def write_cell(root: str, fam: plan.Family, cell: grid.Cell, *, accuracy: float,
                            "score_histogram": {"counts": [1] * 30, "edges": [0.0] * 31}})
         dump("pruning_report.json", {"layers": layers, "target_sparsity": cell.sparsity,
                                      "settings": {"min_density": 0.002, "scope": "global",
-                                                  "scorer": cell.scorer},
+                                                  "scorer": cell.scorer,
+                                                  "rounds": _rounds(fam, cell)},
                                      "totals": {"prunable_kept": 1}})
     if big_files:  # what a real cell also holds, and the study never commits
         with open(os.path.join(directory, "model.keras"), "wb") as f:
@@ -115,6 +116,14 @@ def write_cell(root: str, fam: plan.Family, cell: grid.Cell, *, accuracy: float,
         with open(os.path.join(directory, "run.log"), "w") as f:
             f.write("log\n")
     return directory
+
+
+def _rounds(fam: plan.Family, cell: grid.Cell) -> int:
+    """The rounds a real cell prunes in: its family's binding, else the scorer's default."""
+    for binding in fam.bindings:
+        if binding.startswith("prune_at_init.rounds"):
+            return int(binding.split("=")[1])
+    return 100 if cell.scorer == "synflow" else 1
 
 
 def tree(directory: str) -> list[str]:

@@ -126,8 +126,8 @@ def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path, 
     claim = text.split("### Allocation (layer-wise ERK")[1].split("### ")[0]
     assert "- 98 %, dlb, erk: EPSD − snip = +1.00 pt" in claim
     assert "- 98 %, dlb: EPSD (global, 5 rounds) − epsd (global) = +32.00 pt" in claim
-    # The iterative figure shows the one-shot cells of its sparsities beside it.
-    assert "`, one-shot`: each criterion pruned in one round (global ranking)" in text
+    # The iterative figure shows the global-ranking cells of its sparsities beside it.
+    assert "`, one-shot` and `, N rounds`: the global-ranking cells" in text
     summaries = []
     monkeypatch.setattr(report.plots, "plot_accuracy_vs_sparsity",
                         lambda summary, template: summaries.append(summary) or {})
@@ -257,3 +257,30 @@ def test_a_cell_run_twice_is_paired_with_its_committed_run(committed, tmp_path):
     assert "seed-to-seed std of their groups: median 1.35 pt" in section
     # The tables above still hold the committed runs only.
     assert text.count("r20/epsd-dlb-s0.98-seed1") == 1
+
+
+def test_a_scorer_that_prunes_in_rounds_by_default_is_labelled_with_them(tmp_path,
+                                                                        monkeypatch):
+    # SynFlow prunes in 100 rounds by default, in a family whose allocation reads
+    # "global": its comparisons, and its line in the iterative figure, say so.
+    runs = str(tmp_path / "runs")
+    for seed in (0, 1):
+        for fam, scorer, accuracy in ((plan.R20, "epsd", 0.6), (plan.R20, "synflow", 0.9),
+                                      (plan.R20_ITERATIVE, "epsd", 0.89)):
+            helpers.write_cell(runs, fam, grid.Cell(scorer, "dlb", 0.98, seed),
+                               accuracy=accuracy + seed / 100, big_files=False)
+    loaded = rows.load(runs)
+    assert {(r["family"], r["scorer"], r["rounds"]) for r in loaded} == {
+        ("r20", "epsd", 1), ("r20", "synflow", 100), ("r20-iterative", "epsd", 5)}
+    assert {r["allocation"] for r in loaded if r["scorer"] == "synflow"} == {"global"}
+    described = [compare.describe(r) for r in compare.comparisons(loaded)]
+    assert "EPSD − synflow (100 rounds) = -30.00 pt" in described[0]
+    assert "EPSD (global, 5 rounds) − synflow (global, 100 rounds) = -1.00 pt" in described[2]
+    assert "EPSD (global, 5 rounds) − epsd (global) = +29.00 pt" in described[1]
+    summaries = []
+    monkeypatch.setattr(report.plots, "plot_accuracy_vs_sparsity",
+                        lambda summary, template: summaries.append(summary) or {})
+    report.render(runs, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
+    iterative = [s for s in summaries if any(r["scorer"] == "epsd, one-shot" for r in s)]
+    assert {r["scorer"] for r in iterative[0]} == {"epsd", "epsd, one-shot",
+                                                    "synflow, 100 rounds"}
