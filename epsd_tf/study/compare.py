@@ -6,8 +6,8 @@ other scorer of that group is compared with EPSD seed by seed
 test, "real"/"noise"). Iterative EPSD (an allocation with rounds) is compared
 with every global-ranking scorer of its network, method and sparsity, each
 with its own rounds (one-shot EPSD included; SynFlow prunes in 100 rounds by
-default, and its label says so: `synflow (100 rounds)`). Chen et al. (AAAI 2024) claim EPSD − baseline > 0,
-most at high sparsity.
+default, and its label says so: `synflow (100 rounds)`). Chen et al. (AAAI
+2024) claim EPSD − baseline > 0, most at high sparsity.
 """
 
 from __future__ import annotations
