@@ -127,6 +127,8 @@ def _row(cell: Mapping, metrics: Mapping, path: str, report: Mapping | None = No
         "landscape_sharpness": landscape.get("sharpness_half"),
         "floor_layers": floor_layers(report) if report else None,
         "classifier_density": classifier_density(report) if report else None,
+        # The pruning rounds actually used (a scorer's default included: SynFlow 100).
+        "rounds": (report.get("settings") or {}).get("rounds") if report else None,
         "pruning_seconds": seconds.get("pruning"),
         "training_seconds": seconds.get("training"),
         "total_seconds": seconds.get("total"),
@@ -146,6 +148,7 @@ def collect(root: str) -> list[dict]:
         unless the run measured Mean-JSV), `landscape_sharpness` (None unless
         the run had the landscape stage), `floor_layers` and
         `classifier_density` (see those functions; None for dense cells),
+        `rounds` (the pruning rounds the run used; None for dense cells),
         `pruning_seconds, training_seconds,
         total_seconds, epochs`.
 

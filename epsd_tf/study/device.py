@@ -81,9 +81,9 @@ def assign_slots(todo: Sequence[tuple[str, plan_lib.Sweep]], free: Sequence[int]
     `files.has_progress`), each on a slot per cut cell, so that every cut cell
     resumes at once (each sweep starts its own first) wherever the plan queues
     it; then every queued sweep in plan order, on as many more slots as it has
-    cells left; then, with slots still free, a second process of each running
-    sweep (`running`: `(phase, sweep, slots it holds)`) whose cells left
-    outnumber its slots: the sweeps share the root, each cell under its lock,
+    cells left; then, with slots still free, another process of each running
+    sweep (`running`: `(phase, sweep, slots held)` per process) whose cells
+    left outnumber the slots its processes hold: the sweeps share the root, each cell under its lock,
     so a slot that a finished sweep frees never idles while cells wait. Sweeps
     without cells left are dropped.
 
@@ -106,8 +106,11 @@ def assign_slots(todo: Sequence[tuple[str, plan_lib.Sweep]], free: Sequence[int]
             if free and wanted > 0:
                 slots, free = free[:wanted], free[wanted:]
                 starts[position] = (phase, sweep, given + slots, left)
+    held: dict[int, list] = {}  # id(sweep) -> [phase, sweep, slots its processes hold]
+    for phase, sweep, slots in running:
+        held.setdefault(id(sweep), [phase, sweep, 0])[2] += slots
     extra = []
-    for phase, sweep, holding in running:
+    for phase, sweep, holding in held.values():
         left = len(remaining(sweep, runs_root))
         if free and left > holding:
             slots, free = free[:left - holding], free[left - holding:]
@@ -231,12 +234,9 @@ def run_call(runs_root: str, out_dir: str, seconds: float, parallel: int, *,
             free = sorted(set(range(parallel)).difference(*(r.slots for r in running)))
             starts = []
             if free and time.monotonic() < starts_end:
-                holding = {}
-                for r in running:
-                    if id(r.sweep) not in failed:
-                        holding.setdefault(id(r.sweep), [r.phase, r.sweep, 0])[2] += len(r.slots)
-                starts, todo = assign_slots(todo, free, runs_root,
-                                            [tuple(h) for h in holding.values()])
+                starts, todo = assign_slots(todo, free, runs_root, [
+                    (r.phase, r.sweep, len(r.slots)) for r in running
+                    if id(r.sweep) not in failed])
             for phase, sweep, slots, left in starts:
                 running.append(_start(phase, sweep, slots, parallel, runs_root, out_dir,
                                       sweep_flags, sweep_tool,

@@ -70,7 +70,7 @@ def _with_dense(rows, arch, allocation):
             (r["allocation"] == allocation or r["scorer"] == results.DENSE)]
 
 
-def _one_shot_references(rows, arch, allocation):
+def _global_ranking_references(rows, arch, allocation):
     """For an iterative allocation's figure: the global-ranking cells it is compared
     with (`compare.baseline_allocation`) of its network, sparsities and SD methods, each
     scorer named `<scorer>, one-shot`, or `<scorer>, <R> rounds` where it pruned in
@@ -259,7 +259,7 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
         iterative = compare.baseline_allocation(allocation) != allocation
         chosen = _with_dense(rows, arch, allocation)
         summary = results.aggregate(
-            chosen + (_one_shot_references(rows, arch, allocation) if iterative else []))
+            chosen + (_global_ranking_references(rows, arch, allocation) if iterative else []))
         template = os.path.join(figures_dir, f"accuracy_{_slug(arch, allocation)}_{{method}}.png")
         for method, path in plots.plot_accuracy_vs_sparsity(summary, template).items():
             written.append(path)

@@ -7,10 +7,9 @@ own committed files (never from the plan, so a row cannot be mislabelled):
 * `family`, `arch` (`build.name` of its `config.gin`), `allocation`
   (`global`, `erk` or `uniform` from `prune_at_init.scope`/`layer_density`,
   plus `, <R> rounds` when `prune_at_init.rounds` is set above 1 and
-  `, <layers> dense` for `prune_at_init.keep_dense`),
-* `rounds`: the pruning rounds the cell used (its `pruning_summary.json`;
-  None for dense cells): the allocation names only rounds the config sets, and
-  a scorer may prune in rounds by default (SynFlow: 100),
+  `, <layers> dense` for `prune_at_init.keep_dense`; it names only rounds the
+  config sets, while the row's `rounds`, from `analysis.results`, are those the
+  cell used, a scorer's default included: SynFlow 100),
 * `landscape_run` (the cell ran the loss-landscape stage: its family re-runs
   cells of another family, so its accuracies are kept out of the main tables),
 * the cost account of its `metrics.json` and the sweep's wall time
@@ -73,9 +72,6 @@ def load(results_dir: str) -> list[dict]:
             cost = metrics.get("cost") or {}
             state_path = os.path.join(cell_dir, archive.CELL_STATE)
             state = files.read_json(state_path) if os.path.isfile(state_path) else {}
-            report_path = results.pruning_report_path(cell_dir)
-            settings = (files.read_json(report_path).get("settings") or {}) if report_path \
-                else {}
             row.update(
                 family=family, key=f"{family}/{row['cell']}", directory=cell_dir,
                 arch=_value(parameters, "build.name"),
@@ -83,7 +79,6 @@ def load(results_dir: str) -> list[dict]:
                 landscape_run=_value(parameters, "run.landscape", "None") != "None",
                 wall_seconds=state.get("elapsed_total", state.get("elapsed")),
                 attempts=state.get("attempts"),
-                rounds=settings.get("rounds"),
                 **{field: cost.get(field) for field in COST_FIELDS})
             rows.append(row)
     return rows

@@ -245,6 +245,9 @@ def test_free_slots_extend_the_sweeps_and_then_run_a_second_process_of_a_running
     assert device.assign_slots([], [6, 7, 8], runs, running) == (
         [("first", first, [6, 7], 4)], [])
     assert device.assign_slots([], [6], runs, [("first", first, 4)]) == ([], [])
+    # Two processes of one sweep: the slots they hold add up.
+    assert device.assign_slots([], [6], runs, [("first", first, 2), ("first", first, 2)]) == (
+        [], [])
 
 
 def test_a_slot_freed_by_an_ended_sweep_runs_the_cells_another_sweep_has_not_started(
