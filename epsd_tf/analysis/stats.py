@@ -7,7 +7,10 @@ weights, data order and scoring batches), so the per-seed differences are
 the observations. Two tests, both exact for what they assume:
 
 * Student's t interval of the mean difference (normal per-seed differences),
-  `mean ± t_{0.975, n-1} · std / sqrt(n)`; "real" when it excludes 0.
+  `mean ± t_{0.975, n-1} · std / sqrt(n)`; "real" when it excludes 0, unless
+  every seed gave the same difference: accuracies on a fixed test set come
+  in steps (0.01 pt on 10 000 images), so two seeds can match exactly, and
+  their zero-width interval estimates no spread at all.
 * The two-sided sign test (no distribution assumed; ties dropped). With 5
   seeds its smallest p-value is 2/32 = 0.0625, so it can never reach 0.05:
   it is reported, the verdict rests on the interval.
@@ -110,11 +113,12 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
         `n`, `seeds` (matched), `mean`, `std` (sample, ddof=1), `low`, `high`
         (the t interval; None with fewer than 2 seeds), `wins`, `losses`,
         `ties` (seeds where a > b, a < b, a == b), `sign_p`, and `verdict`:
-        "real" (interval excludes 0), "every seed one way" (it includes 0, but
+        "real" (interval excludes 0 and has width: identical differences on
+        every seed estimate no spread), "every seed one way" (it includes 0, but
         with at least `ONE_WAY_SEEDS` seeds every difference has the same sign:
         an outcome that is either fine or a collapse widens a t interval, and
         the sign test, p = 2 / 2^n, is then the better reading), "noise" (it
-        includes 0 otherwise) or "too few seeds" (n < 2).
+        includes 0 otherwise, or has no width) or "too few seeds" (n < 2).
     """
     seeds = sorted(set(a) & set(b))
     differences = np.asarray([a[s] - b[s] for s in seeds], np.float64)
@@ -130,7 +134,8 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
         std = float(np.std(differences, ddof=1))
         half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
         result.update(std=std, low=result["mean"] - half, high=result["mean"] + half)
-        if result["low"] > 0 or result["high"] < 0:
+        spread = float(np.ptp(differences)) > 1e-9 * max(1.0, abs(result["mean"]))
+        if spread and (result["low"] > 0 or result["high"] < 0):
             result["verdict"] = "real"
         elif n >= ONE_WAY_SEEDS and n in (result["wins"], result["losses"]):
             result["verdict"] = ONE_WAY

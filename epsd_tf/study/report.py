@@ -389,10 +389,11 @@ command bindings, attempts, wall time) and its per-epoch log, under
 ## EPSD against each baseline, paired over seeds
 
 Per matched seed, EPSD's test accuracy minus the baseline's (points); the 95 % interval
-is Student's t over the seeds; "real" when it excludes 0, "noise" when it does not,
-and "every seed one way" when it does not but all of at least 5 seeds differ in the
-same direction (a collapse on some seeds widens a t interval; the sign test is then
-the better reading). The sign test is exact; with 5 seeds it cannot go below
+is Student's t over the seeds; "real" when it excludes 0 and has some width (the
+same difference on every seed estimates no spread), "noise" when it does not, and
+"every seed one way" when it does not but all of at least 5 seeds differ in the same
+direction (a collapse on some seeds widens a t interval; the sign test is then the
+better reading). The sign test is exact; with 5 seeds it cannot go below
 p = 0.0625.
 
 {compare.markdown(accuracy)}

@@ -42,6 +42,11 @@ def test_paired_difference_over_matched_seeds():
     assert result["verdict"] == "real"
     noisy = stats.paired_difference({0: 1.0, 1: 0.0}, {0: 0.5, 1: 0.4})
     assert noisy["verdict"] == "noise" and noisy["low"] < 0 < noisy["high"]
+    # Two seeds with the same difference (accuracy comes in 0.01-pt steps): the
+    # interval has no width, it estimates no spread, so it proves nothing.
+    same = stats.paired_difference({0: 94.40, 1: 94.52}, {0: 94.35, 1: 94.47})
+    assert same["low"] == pytest.approx(same["high"]) == pytest.approx(0.05)
+    assert same["verdict"] == "noise"
     single = stats.paired_difference({0: 1.0}, {0: 0.5})
     assert single["verdict"] == "too few seeds" and single["low"] is None
 
