@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullLocator
 
 from epsd_tf import files
 from epsd_tf.analysis.results import DENSE
@@ -126,46 +127,79 @@ def plot_landscape_overlay(curves: Mapping[str, Mapping], path: str, *, title: s
     return save(figure, path)
 
 
-def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str) -> dict:
+def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str, *,
+                              zoom: float | None = None) -> dict:
     """One PNG per method: test accuracy against sparsity, one line per scorer.
 
     Error bars are the sample std over seeds; the dense network of that method
     is a dashed horizontal line with a ±std band, dense networks of the other
-    methods dotted grey lines. A method run only on dense cells gets no plot
-    of its own (unless no method has pruned cells).
+    methods dotted grey lines. The x axis is the density left (100 % −
+    sparsity) on a log scale, reversed, with ticks named by sparsity: the
+    paper's grid (36 ... 98 %) is roughly geometric in density, so 90, 95 and
+    98 % are as far apart as 36, 59 and 79 %. A method run only on dense cells
+    gets no plot of its own (unless no method has pruned cells).
 
     Args:
         aggregated: rows of `aggregate`.
         path_template: output path containing `{method}`, e.g.
             `"plots/accuracy_vs_sparsity_{method}.png"`; directories are created.
+        zoom: with a value (points), a second panel shows only the `zoom`
+            points below the best mean (dense included), so that differences
+            of a point stay visible beside a collapse; means below it are
+            arrows at its lower edge.
 
     Returns:
         `{method: path}` of the written PNGs.
 
     Raises:
-        ValueError: the template lacks `{method}`, or there are no rows.
+        ValueError: the template lacks `{method}`, there are no rows, or
+            `zoom` is not positive.
     """
     if "{method}" not in path_template:
         raise ValueError(f"path_template {path_template!r} must contain '{{method}}'")
     if not aggregated:
         raise ValueError("no aggregated rows to plot (did any cell finish?)")
     paths = {}
-    dense_rows = [r for r in aggregated if r["scorer"] == DENSE]
     # A method with only a dense row gets no plot of its own: it is drawn in the others.
     methods = sorted({r["method"] for r in aggregated if r["scorer"] != DENSE}) or \
         sorted({r["method"] for r in aggregated})
     for method in methods:
-        rows = [r for r in aggregated if r["method"] == method]
-        figure = Figure(figsize=(5.5, 4))
-        axis = figure.subplots()
-        for scorer in sorted({r["scorer"] for r in rows if r["scorer"] != DENSE}):
+        figure = accuracy_figure(aggregated, method, zoom=zoom)
+        paths[method] = save(figure, path_template.format(method=method))
+    return paths
+
+
+def accuracy_figure(aggregated: Sequence[Mapping], method: str, *,
+                    zoom: float | None = None) -> Figure:
+    """The figure `plot_accuracy_vs_sparsity` saves for one method."""
+    if zoom is not None and not zoom > 0:
+        raise ValueError(f"zoom must be > 0, got {zoom!r}")
+    rows = [r for r in aggregated if r["method"] == method]
+    dense_rows = sorted((r for r in aggregated if r["scorer"] == DENSE),
+                        key=lambda r: r["method"] != method)
+    scorers = sorted({r["scorer"] for r in rows if r["scorer"] != DENSE})
+    pruned = sorted({r["sparsity"] for r in rows if r["scorer"] != DENSE})
+    figure = Figure(figsize=(5.5 if zoom is None else 10, 4))
+    axes = figure.subplots(1, 1 if zoom is None else 2, squeeze=False)[0]
+    best = max(100 * r["test_accuracy_mean"] for r in [*rows, *dense_rows])
+    for axis, limit in zip(axes, (None, zoom)):
+        bottom = None if limit is None else best - limit
+        for index, scorer in enumerate(scorers):
             points = sorted((r for r in rows if r["scorer"] == scorer),
                             key=lambda r: r["sparsity"])
-            axis.errorbar([100 * r["sparsity"] for r in points],
-                          [100 * r["test_accuracy_mean"] for r in points],
-                          yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in points],
-                          marker="o", capsize=3, label=scorer)
-        for row in sorted(dense_rows, key=lambda r: r["method"] != method):
+            x = [100 * (1 - r["sparsity"]) for r in points]
+            y = [100 * r["test_accuracy_mean"] for r in points]
+            color = f"C{index % 10}"
+            axis.errorbar(x, y, yerr=[100 * (r["test_accuracy_std"] or 0.0) for r in points],
+                          marker="o", capsize=3, label=scorer, color=color)
+            # A mean under the zoomed range: an arrow at its lower edge, each scorer's
+            # a little apart from the others' so that arrows at one sparsity do not hide.
+            shift = 1.04 ** (index - (len(scorers) - 1) / 2)
+            below = [(xi * shift, bottom) for xi, yi in zip(x, y)
+                     if bottom is not None and yi < bottom]
+            if below:
+                axis.plot(*zip(*below), "v", color=color, markersize=9, clip_on=False)
+        for row in dense_rows:
             own = row["method"] == method
             mean, std = 100 * row["test_accuracy_mean"], 100 * (row["test_accuracy_std"] or 0)
             axis.axhline(mean, color="black" if own else "gray",
@@ -174,16 +208,21 @@ def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str)
             if std:
                 axis.axhspan(mean - std, mean + std, color="black" if own else "gray",
                              alpha=0.1)
-        pruned = sorted({100 * r["sparsity"] for r in rows if r["scorer"] != DENSE})
         if pruned:
-            axis.set_xticks(pruned)
-        axis.set_xlabel("sparsity (% of prunable weights removed)")
-        axis.set_ylabel("test accuracy (%)")
-        axis.set_title(f"method: {method}")
+            axis.set_xscale("log")
+            axis.set_xticks([100 * (1 - s) for s in pruned])
+            axis.set_xticklabels([f"{100 * s:g}" for s in pruned])
+            axis.xaxis.set_minor_locator(NullLocator())
+            axis.set_xlim(100 * (1 - pruned[0]) * 1.25, 100 * (1 - pruned[-1]) / 1.25)
+        axis.set_xlabel("sparsity (% of prunable weights removed; log density)")
         axis.grid(alpha=0.3)
-        axis.legend(fontsize=8)
-        paths[method] = save(figure, path_template.format(method=method))
-    return paths
+        if limit is not None:
+            axis.set_ylim(bottom, best + 0.1 * limit)
+            axis.set_title(f"within {limit:g} pt of the best (arrows: below)")
+    axes[0].set_ylabel("test accuracy (%)")
+    axes[0].set_title(f"method: {method}")
+    axes[0].legend(fontsize=8)
+    return figure
 
 
 def plot_layer_densities(report_paths: Sequence[str], path: str,

@@ -33,6 +33,7 @@ HAND_DEFAULT = ("_Notes of whoever runs the study: hardware and software of each
 CONVERGENCE = "convergence"
 CPU_SHORT = "docs/results/cpu_short/RESULTS.md"
 DIFFERENCE_ZOOM = 3.0  # pt: the paired-difference figure's second panel (most differences are < 1 pt)
+ACCURACY_ZOOM = 5.0  # pt below the best mean: the accuracy figures' second panel (90-98 % differ by < 1 pt)
 
 
 def _hand_written(out_path: str) -> str:
@@ -261,12 +262,14 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
         summary = results.aggregate(
             chosen + (_global_ranking_references(rows, arch, allocation) if iterative else []))
         template = os.path.join(figures_dir, f"accuracy_{_slug(arch, allocation)}_{{method}}.png")
-        for method, path in plots.plot_accuracy_vs_sparsity(summary, template).items():
+        for method, path in plots.plot_accuracy_vs_sparsity(summary, template,
+                                                            zoom=ACCURACY_ZOOM).items():
             written.append(path)
             text += (f"\n![Test accuracy against sparsity, {arch}, {allocation}, {method}]"
                      f"({link(path)})\n\n*{arch}, {allocation} allocation, {method}: test "
-                     "accuracy (mean ± sample std over seeds) against sparsity; dashed: dense "
-                     "with this method, dotted: dense with the others"
+                     "accuracy (mean ± sample std over seeds) against sparsity (log density); "
+                     f"right: the {ACCURACY_ZOOM:g} pt below the best mean (arrows: means "
+                     "below it); dashed: dense with this method, dotted: dense with the others"
                      + ("; `, one-shot` and `, N rounds`: the global-ranking cells, each "
                         "criterion with its own rounds (one; SynFlow's default 100)"
                         if iterative else "") + ".*\n")

@@ -289,3 +289,36 @@ def test_the_paired_difference_plot_zooms_in_beside_the_full_scale(tmp_path):
     assert open(path, "rb").read(8) == PNG_MAGIC
     with pytest.raises(ValueError, match="zoom must be > 0"):
         plots.paired_differences_figure(records, zoom=0)
+
+
+def test_the_accuracy_plot_spaces_sparsities_by_log_density_and_zooms_in(tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from epsd_tf.analysis import plots
+    for sparsity, snip, epsd in ((0.9, 0.85, 0.86), (0.95, 0.84, 0.845), (0.98, 0.40, 0.83)):
+        write_cell(tmp_path, "snip", "dlb", sparsity, 0, snip)
+        write_cell(tmp_path, "epsd", "dlb", sparsity, 0, epsd)
+    write_cell(tmp_path, "dense", "dlb", 0.0, 0, 0.87)
+    summary = aggregate(collect(str(tmp_path)))
+    figure = plots.accuracy_figure(summary, "dlb", zoom=5.0)
+    FigureCanvasAgg(figure).draw()
+    full, zoomed = figure.axes
+    # Density on a log scale, reversed: 90, 95 and 98 % are spread out, in that order.
+    for axis in (full, zoomed):
+        assert axis.get_xscale() == "log"
+        assert list(axis.get_xticks()) == pytest.approx([10.0, 5.0, 2.0])
+        assert [t.get_text() for t in axis.get_xticklabels()] == ["90", "95", "98"]
+        assert axis.get_xlim()[0] > 10.0 > 2.0 > axis.get_xlim()[1]
+    # The zoomed panel: the 5 pt below the best mean (dense, 87 %); SNIP's collapse at
+    # 98 % (40 %) is an arrow at its lower edge there, and a point in the full panel.
+    assert zoomed.get_ylim() == pytest.approx((82.0, 87.5))
+    arrows = [(tuple(line.get_xdata()), tuple(line.get_ydata()))
+              for line in zoomed.get_lines() if line.get_marker() == "v"]
+    assert arrows == [((pytest.approx(2.0, rel=0.05),), (pytest.approx(82.0),))]
+    assert not [line for line in full.get_lines() if line.get_marker() == "v"]
+    assert full.get_ylim()[0] < 40.0
+    assert len(plots.accuracy_figure(summary, "dlb").axes) == 1  # no zoom: one panel
+    with pytest.raises(ValueError, match="zoom must be > 0"):
+        plots.accuracy_figure(summary, "dlb", zoom=-1.0)
+    paths = plot_accuracy_vs_sparsity(summary, str(tmp_path / "{method}.png"), zoom=5.0)
+    assert open(paths["dlb"], "rb").read(8) == PNG_MAGIC

@@ -130,7 +130,7 @@ def test_the_allocation_claim_names_the_allocation_of_each_comparison(tmp_path, 
     assert "`, one-shot` and `, N rounds`: the global-ranking cells" in text
     summaries = []
     monkeypatch.setattr(report.plots, "plot_accuracy_vs_sparsity",
-                        lambda summary, template: summaries.append(summary) or {})
+                        lambda summary, template, **_: summaries.append(summary) or {})
     report.render(runs, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
     iterative = [s for s in summaries if any(r["scorer"] == "epsd, one-shot" for r in s)]
     assert len(iterative) == 1
@@ -279,7 +279,7 @@ def test_a_scorer_that_prunes_in_rounds_by_default_is_labelled_with_them(tmp_pat
     assert "EPSD (global, 5 rounds) − epsd (global) = +29.00 pt" in described[1]
     summaries = []
     monkeypatch.setattr(report.plots, "plot_accuracy_vs_sparsity",
-                        lambda summary, template: summaries.append(summary) or {})
+                        lambda summary, template, **_: summaries.append(summary) or {})
     report.render(runs, str(tmp_path / "RESULTS.md"), str(tmp_path / "f"))
     iterative = [s for s in summaries if any(r["scorer"] == "epsd, one-shot" for r in s)]
     assert {r["scorer"] for r in iterative[0]} == {"epsd", "epsd, one-shot",
