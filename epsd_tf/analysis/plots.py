@@ -146,7 +146,7 @@ def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str,
         zoom: with a value (points), a second panel shows only the `zoom`
             points below the best mean (dense included), so that differences
             of a point stay visible beside a collapse; means below it are
-            arrows at its lower edge.
+            arrows at its lower edge. Drawn only where some mean is below it.
 
     Returns:
         `{method: path}` of the written PNGs.
@@ -179,9 +179,12 @@ def accuracy_figure(aggregated: Sequence[Mapping], method: str, *,
                         key=lambda r: r["method"] != method)
     scorers = sorted({r["scorer"] for r in rows if r["scorer"] != DENSE})
     pruned = sorted({r["sparsity"] for r in rows if r["scorer"] != DENSE})
+    means = [100 * r["test_accuracy_mean"] for r in [*rows, *dense_rows]]
+    best = max(means)
+    if zoom is not None and min(means) >= best - zoom:
+        zoom = None  # every mean within the zoomed range already: the full panel is it
     figure = Figure(figsize=(5.5 if zoom is None else 10, 4))
     axes = figure.subplots(1, 1 if zoom is None else 2, squeeze=False)[0]
-    best = max(100 * r["test_accuracy_mean"] for r in [*rows, *dense_rows])
     for axis, limit in zip(axes, (None, zoom)):
         bottom = None if limit is None else best - limit
         for index, scorer in enumerate(scorers):

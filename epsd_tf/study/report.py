@@ -268,8 +268,8 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
             text += (f"\n![Test accuracy against sparsity, {arch}, {allocation}, {method}]"
                      f"({link(path)})\n\n*{arch}, {allocation} allocation, {method}: test "
                      "accuracy (mean ± sample std over seeds) against sparsity (log density); "
-                     f"right: the {ACCURACY_ZOOM:g} pt below the best mean (arrows: means "
-                     "below it); dashed: dense with this method, dotted: dense with the others"
+                     f"right, where some mean is lower: the {ACCURACY_ZOOM:g} pt below the "
+                     "best mean (arrows: means below it); dashed: dense with this method, dotted: dense with the others"
                      + ("; `, one-shot` and `, N rounds`: the global-ranking cells, each "
                         "criterion with its own rounds (one; SynFlow's default 100)"
                         if iterative else "") + ".*\n")

@@ -318,6 +318,8 @@ def test_the_accuracy_plot_spaces_sparsities_by_log_density_and_zooms_in(tmp_pat
     assert not [line for line in full.get_lines() if line.get_marker() == "v"]
     assert full.get_ylim()[0] < 40.0
     assert len(plots.accuracy_figure(summary, "dlb").axes) == 1  # no zoom: one panel
+    # Every mean within 50 pt of the best: the zoomed panel would be the full one.
+    assert len(plots.accuracy_figure(summary, "dlb", zoom=50.0).axes) == 1
     with pytest.raises(ValueError, match="zoom must be > 0"):
         plots.accuracy_figure(summary, "dlb", zoom=-1.0)
     paths = plot_accuracy_vs_sparsity(summary, str(tmp_path / "{method}.png"), zoom=5.0)
