@@ -171,10 +171,13 @@ def plot_accuracy_vs_sparsity(aggregated: Sequence[Mapping], path_template: str,
 
 def accuracy_figure(aggregated: Sequence[Mapping], method: str, *,
                     zoom: float | None = None) -> Figure:
-    """The figure `plot_accuracy_vs_sparsity` saves for one method."""
+    """The figure `plot_accuracy_vs_sparsity` saves for one method (rows of it needed)."""
     if zoom is not None and not zoom > 0:
         raise ValueError(f"zoom must be > 0, got {zoom!r}")
     rows = [r for r in aggregated if r["method"] == method]
+    if not rows:
+        known = sorted({r["method"] for r in aggregated})
+        raise ValueError(f"no rows of method {method!r} to plot (the rows have {known})")
     dense_rows = sorted((r for r in aggregated if r["scorer"] == DENSE),
                         key=lambda r: r["method"] != method)
     scorers = sorted({r["scorer"] for r in rows if r["scorer"] != DENSE})
