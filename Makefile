@@ -66,9 +66,15 @@ $(VENV_JAX)/.installed: requirements-jax.txt pyproject.toml
 	touch $@
 
 # tests/jax/ and the backend-neutral tests (the `jax` mark; tests/conftest.py)
-# on Keras' JAX backend, two XLA host devices, no TensorFlow installed.
+# on Keras' JAX backend, two XLA host devices, no TensorFlow installed. A
+# collective of the two host devices waits for both of their threads, and XLA
+# aborts the process when one is 40 s late (its default): on 2 cores loaded by
+# other work that happened once (the data-parallel driver's smoke, session 14),
+# so the tests give it 300 s; subprocesses inherit XLA_FLAGS.
+XLA_FLAGS_JAX_TESTS := --xla_force_host_platform_device_count=2 \
+  --xla_cpu_collective_call_terminate_timeout_seconds=300
 test-jax: setup-jax data
-	KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+	KERAS_BACKEND=jax XLA_FLAGS="$(XLA_FLAGS_JAX_TESTS)" \
 	  $(PY_JAX) -m pytest -q -m jax tests
 
 lint: setup
