@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullLocator
 
 from epsd_tf import files
+from epsd_tf.analysis import stats
 from epsd_tf.analysis.results import DENSE
 
 
@@ -381,7 +382,7 @@ def _difference_row(axis, y: float, record: Mapping, scale: float, limit: float 
         return value if limit is None else min(max(value, -limit), limit)
 
     mean = scale * record["mean"]
-    real = record.get("low") is not None and (record["low"] > 0 or record["high"] < 0)
+    real = record.get("low") is not None and stats.excludes_zero(record["low"], record["high"])
     color = "tab:red" if real else "tab:blue"
     if record.get("low") is not None:
         low, high = scale * record["low"], scale * record["high"]

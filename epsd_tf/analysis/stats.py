@@ -100,6 +100,14 @@ ONE_WAY_SEEDS = 5
 ONE_WAY = "every seed one way"
 
 
+def excludes_zero(low: float, high: float) -> bool:
+    """A confidence interval's "real": it lies on one side of 0 and has width (one
+    of zero width, the same difference on every seed up to round-off, estimates
+    no spread)."""
+    width = high - low
+    return width > 1e-9 * max(1.0, abs(low), abs(high)) and (low > 0 or high < 0)
+
+
 def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
                       confidence: float = 0.95) -> dict:
     """Compares `a - b` over the seeds both have.
@@ -134,8 +142,7 @@ def paired_difference(a: Mapping[int, float], b: Mapping[int, float],
         std = float(np.std(differences, ddof=1))
         half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
         result.update(std=std, low=result["mean"] - half, high=result["mean"] + half)
-        spread = float(np.ptp(differences)) > 1e-9 * max(1.0, abs(result["mean"]))
-        if spread and (result["low"] > 0 or result["high"] < 0):
+        if excludes_zero(result["low"], result["high"]):
             result["verdict"] = "real"
         elif n >= ONE_WAY_SEEDS and n in (result["wins"], result["losses"]):
             result["verdict"] = ONE_WAY

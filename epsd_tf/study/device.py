@@ -83,9 +83,9 @@ def assign_slots(todo: Sequence[tuple[str, plan_lib.Sweep]], free: Sequence[int]
     it; then every queued sweep in plan order, on as many more slots as it has
     cells left; then, with slots still free, another process of each running
     sweep (`running`: `(phase, sweep, slots held)` per process) whose cells
-    left outnumber the slots its processes hold: the sweeps share the root, each cell under its lock,
-    so a slot that a finished sweep frees never idles while cells wait. Sweeps
-    without cells left are dropped.
+    left outnumber the slots its processes hold: the sweeps share the root,
+    each cell under its lock, so a slot that a finished sweep frees never idles
+    while cells wait. Sweeps without cells left are dropped.
 
     Returns:
         `([(phase, sweep, slots, cells left)], the sweeps still queued)`.

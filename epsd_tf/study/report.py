@@ -32,8 +32,10 @@ HAND_DEFAULT = ("_Notes of whoever runs the study: hardware and software of each
                 "re-generated._")
 CONVERGENCE = "convergence"
 CPU_SHORT = "docs/results/cpu_short/RESULTS.md"
-DIFFERENCE_ZOOM = 3.0  # pt: the paired-difference figure's second panel (most differences are < 1 pt)
-ACCURACY_ZOOM = 5.0  # pt below the best mean: the accuracy figures' second panel (90-98 % differ by < 1 pt)
+# Second panels, in points: the paired-difference figure's ±3 (most differences are
+# < 1 pt), the accuracy figures' 5 below the best mean (90-98 % differ by < 1 pt).
+DIFFERENCE_ZOOM = 3.0
+ACCURACY_ZOOM = 5.0
 
 
 def _hand_written(out_path: str) -> str:
@@ -269,7 +271,8 @@ def _figures(rows, landscape_rows, accuracy_records, figures_dir: str, out_dir: 
                      f"({link(path)})\n\n*{arch}, {allocation} allocation, {method}: test "
                      "accuracy (mean ± sample std over seeds) against sparsity (log density); "
                      f"right, where some mean is lower: the {ACCURACY_ZOOM:g} pt below the "
-                     "best mean (arrows: means below it); dashed: dense with this method, dotted: dense with the others"
+                     "best mean (arrows: means below it); dashed: dense with this method, "
+                     "dotted: dense with the others"
                      + ("; `, one-shot` and `, N rounds`: the global-ranking cells, each "
                         "criterion with its own rounds (one; SynFlow's default 100)"
                         if iterative else "") + ".*\n")

@@ -322,7 +322,8 @@ def test_the_accuracy_plot_spaces_sparsities_by_log_density_and_zooms_in(tmp_pat
     assert len(plots.accuracy_figure(summary, "dlb", zoom=50.0).axes) == 1
     with pytest.raises(ValueError, match="zoom must be > 0"):
         plots.accuracy_figure(summary, "dlb", zoom=-1.0)
-    with pytest.raises(ValueError, match=r"no rows of method 'cskd' to plot \(the rows have \['dlb'\]\)"):
+    unknown = r"no rows of method 'cskd' to plot \(the rows have \['dlb'\]\)"
+    with pytest.raises(ValueError, match=unknown):
         plots.accuracy_figure(summary, "cskd")
     paths = plot_accuracy_vs_sparsity(summary, str(tmp_path / "{method}.png"), zoom=5.0)
     assert open(paths["dlb"], "rb").read(8) == PNG_MAGIC

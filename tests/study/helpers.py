@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 
+from epsd_tf.pruning import scorers
 from epsd_tf.study import plan
 from epsd_tf.sweep import grid
 
@@ -123,7 +124,7 @@ def _rounds(fam: plan.Family, cell: grid.Cell) -> int:
     for binding in fam.bindings:
         if binding.startswith("prune_at_init.rounds"):
             return int(binding.split("=")[1])
-    return 100 if cell.scorer == "synflow" else 1
+    return scorers.DEFAULT_ROUNDS.get(cell.scorer, 1)
 
 
 def tree(directory: str) -> list[str]:
