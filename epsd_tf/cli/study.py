@@ -73,9 +73,10 @@ flags.DEFINE_bool("all", False, "plan: every phase with its status, not only the
 flags.DEFINE_list("sweep_flags", [], "plan, device: flags appended to every sweep "
                   "command, e.g. --parallel=5 (plan).")
 flags.DEFINE_list("cells_per_hour", None, "plan: measured throughput, cells per device-hour, "
-                  "for every family and per family (e.g. '130,vgg16=51': one H200 ran ~130 "
+                  "for every family and per family (e.g. '130,vgg16=73': one H200 ran ~130 "
                   "ResNet-20 cells/hour with 8 at once under --mps, ~58 without, and "
-                  "VGG-16-BN ~51 with 4 at once under --mps); adds device minutes per phase.")
+                  "VGG-16-BN ~51 with 4 at once, ~73 with 7, under --mps); adds device "
+                  "minutes per phase.")
 flags.DEFINE_string("runs_root", "runs/study", "plan, device: the study root on the GPU "
                     "machine.")
 flags.DEFINE_string("note", None, "collect: what ran the cells (GPU, JAX version, date, "
