@@ -249,6 +249,10 @@ def test_parallel_cells_run_at_once_each_with_its_share_of_the_machine(tmp_path,
     script, events = slow_run
     monkeypatch.setenv("FAKE_SLEEP", "1.0")
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two "GPUs" for three slots
+    # The sweep's cache is a default, taken where the caller set none (the test
+    # session sets one: tests/conftest.py).
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)
+    monkeypatch.delenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", raising=False)
     root = tmp_path / "s"
     cells = _cells()
     lines = []
