@@ -45,8 +45,9 @@ quickstart: setup data
 # output printed whole when it ends. Most of either suite is one process on one
 # core (imports, tracing, compiling, subprocess runs: about 1.1 cores busy on
 # average), so on 2 cores the two overlap: 700 s one after the other, 486 s at
-# once, measured back to back on 2 cores. Tests marked `backend_free` (no
-# backend code runs) run once, in the JAX suite.
+# once, measured back to back on 2 cores in the VM's fast phase; in its slow phase
+# (session 15, fresh clone) the TF suite took 1 098 s and the JAX suite 862 s at
+# once. Tests marked `backend_free` (no backend code runs) run once, in the JAX suite.
 test: lint setup setup-jax data
 	$(MAKE) --no-print-directory --output-sync=target -j2 test-tf test-jax
 
