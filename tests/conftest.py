@@ -31,12 +31,11 @@ import tempfile
 
 import pytest
 
-_SESSION_JAX_CACHE = None
-
 _JAX_MARK = "pytest.mark.jax"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 _JAX_DIR = os.path.join(_HERE, "jax")
 _HAS_TF = importlib.util.find_spec("tensorflow") is not None
+_SESSION_JAX_CACHE = None  # the directory this session made, removed at its end
 
 
 def _share_a_jax_compilation_cache():
@@ -45,9 +44,10 @@ def _share_a_jax_compilation_cache():
     if "JAX_COMPILATION_CACHE_DIR" in os.environ:
         return
     _SESSION_JAX_CACHE = tempfile.mkdtemp(prefix="epsd-tests-jax-cache-")
+    # The variables of a sweep's cache (epsd_tf/sweep/placement.compilation_cache:
+    # programs that compile in under a second cached too), written out here because
+    # importing the package would import Keras, and so JAX, before they are set.
     os.environ["JAX_COMPILATION_CACHE_DIR"] = _SESSION_JAX_CACHE
-    # Also the programs that compile in under a second (most, on the tests' small
-    # networks): JAX's default of 1 s would leave those out.
     os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 
