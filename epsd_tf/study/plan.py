@@ -144,9 +144,9 @@ PHASES = (
            Sweep(VGG16, CORE, ("dlb",), SEEDS_3, HIGH),
            Sweep(VGG16, CORE, ("dlb",), EXTRA_SEEDS, TOP))),
     Phase("landscape", "Loss landscapes of EPSD and its baselines at 90/98 % against dense "
-          "DLB (re-runs of seeds 0-1 with the landscape stage).",
-          (Sweep(R20_LANDSCAPE, (DENSE,), ("dlb",), (0, 1)),
-           Sweep(R20_LANDSCAPE, CORE, ("dlb",), (0, 1), (0.9, 0.98)))),
+          "DLB (re-runs of seeds 0-2 with the landscape stage).",
+          (Sweep(R20_LANDSCAPE, (DENSE,), ("dlb",), SEEDS_3),
+           Sweep(R20_LANDSCAPE, CORE, ("dlb",), SEEDS_3, (0.9, 0.98)))),
     Phase("sd-methods", "EPSD (scored with each method's own loss) against the baselines "
           "under CS-KD and PS-KD: does the result hold across SD methods?",
           (Sweep(R20, (DENSE,), ("cskd", "pskd"), SEEDS_3),
