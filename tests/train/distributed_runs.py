@@ -92,8 +92,14 @@ LOSS_TOLERANCE = 1e-4  # relative, per-epoch training loss against the single-de
 
 
 def assert_same_training(workdir, reference) -> None:
-    """The same mask and initial weights, and the same epoch losses within tolerance."""
+    """The same mask and initial weights, and the same epoch losses within tolerance.
+
+    `workdir` may have trained longer than `reference` (with the constant learning rate
+    of gin/smoke.gin its first epochs are the same problem): the reference's epochs are
+    compared.
+    """
     for a, b in zip(weights(workdir / "pruned_init.keras"),
                     weights(reference / "pruned_init.keras")):
         np.testing.assert_array_equal(a, b)  # the same mask and initial weights
-    np.testing.assert_allclose(losses(workdir), losses(reference), rtol=LOSS_TOLERANCE)
+    expected = losses(reference)
+    np.testing.assert_allclose(losses(workdir)[:len(expected)], expected, rtol=LOSS_TOLERANCE)

@@ -49,28 +49,17 @@ def test_data_parallel_on_two_devices_trains_like_one(tmp_path, single_device):
 
 
 @pytest.mark.slow
-def test_multi_worker_on_two_processes_only_the_chief_writes(tmp_path, single_device):
-    workdir, scratch = tmp_path / "run", tmp_path / "tmp"
+def test_multi_worker_killed_resumes_from_the_chiefs_backup_and_only_the_chief_writes(
+        tmp_path, single_device):
+    """Two worker processes, killed after a few epochs, then started again.
+
+    One test for both (each multi-worker start costs two processes' imports): the
+    second start resumes from the chief's backup, only the chief writes the workdir,
+    and the training is the single-device run's (same mask, same first epochs).
+    """
+    workdir, killed_scratch, scratch = tmp_path / "run", tmp_path / "tmp0", tmp_path / "tmp"
+    killed_scratch.mkdir()  # a killed worker cannot delete its scratch directory: keep it here
     scratch.mkdir()
-    chief, worker = runs.multi_worker(runs.python() + [runs.RUN], workdir,
-                                      extra_env={"TMPDIR": str(scratch)})
-    assert chief.returncode == 0, chief.stderr[-3000:]
-    assert worker.returncode == 0, worker.stderr[-3000:]
-    assert "test accuracy" in chief.stdout
-    assert "worker 1 finished; the chief writes" in worker.stdout
-    metrics = json.loads((workdir / "metrics.json").read_text())
-    assert metrics["distribution"] == {"name": "multi_worker", "replicas": 2, "workers": 2}
-    # Only the chief's files: no per-worker directory, the worker's scratch deleted.
-    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".")) == []
-    assert list(scratch.iterdir()) == []
-    assert "writes into" in worker.stderr and os.fspath(scratch) in worker.stderr
-    runs.assert_same_training(workdir, single_device)
-
-
-@pytest.mark.slow
-def test_multi_worker_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
-    workdir, scratch = tmp_path / "run", tmp_path / "tmp"
-    scratch.mkdir()  # a killed worker cannot delete its scratch directory: keep it here
     log = workdir / "train_log.csv"
     epochs = "--gin_bindings=run.epochs = 10"
     ports = runs.free_ports(2)
@@ -78,7 +67,7 @@ def test_multi_worker_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
         [sys.executable, runs.RUN, *runs.smoke_args(workdir), epochs,
          "--distribution=multi_worker"], cwd=runs.REPO, stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env=runs.env(TF_CONFIG=runs.tf_config(ports, i), TMPDIR=str(scratch)))
+        env=runs.env(TF_CONFIG=runs.tf_config(ports, i), TMPDIR=str(killed_scratch)))
         for i in range(2)]
     deadline = time.time() + 300
     while time.time() < deadline and processes[0].poll() is None:
@@ -99,4 +88,14 @@ def test_multi_worker_resumes_from_the_chiefs_backup_after_a_kill(tmp_path):
     rows = [int(r.split(",")[0]) for r in log.read_text().strip().splitlines()[1:]]
     assert rows[-1] == 9 and rows[epochs_done] in (epochs_done, epochs_done + 1)
     assert "resumed from" in worker.stderr  # the worker restored the chief's backup
-    assert json.loads((workdir / "metrics.json").read_text())["epochs"] == 10
+    metrics = json.loads((workdir / "metrics.json").read_text())
+    assert metrics["epochs"] == 10
+    assert metrics["distribution"] == {"name": "multi_worker", "replicas": 2, "workers": 2}
+    assert "test accuracy" in chief.stdout
+    assert "worker 1 finished; the chief writes" in worker.stdout
+    # Only the chief's files: no per-worker directory, the worker's scratch deleted.
+    assert sorted(p.name for p in workdir.iterdir() if p.name.startswith(".")) == []
+    assert list(scratch.iterdir()) == []
+    assert "writes into" in worker.stderr and os.fspath(scratch) in worker.stderr
+    # Epochs 0-2 ran before the kill (constant learning rate): the single-device run's 2.
+    runs.assert_same_training(workdir, single_device)
