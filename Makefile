@@ -47,7 +47,8 @@ quickstart: setup data
 # average), so on 2 cores the two overlap: 700 s one after the other, 486 s at
 # once, measured back to back on 2 cores in the VM's fast phase; in its slow phase
 # (session 15, fresh clone) the TF suite took 1 098 s and the JAX suite 862 s at
-# once, and in session 16's (a slower phase still) 1 648 s and 1 173 s. Tests marked `backend_free` (no backend code runs) run once, in the JAX suite.
+# once, and in session 16's (a slower phase still) 1 648 s and 1 173 s. Tests
+# marked `backend_free` (no backend code runs) run once, in the JAX suite.
 test: lint setup setup-jax data
 	$(MAKE) --no-print-directory --output-sync=target -j2 test-tf test-jax
 

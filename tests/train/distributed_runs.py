@@ -45,14 +45,23 @@ def tf_config(ports, index: int) -> str:
                        "task": {"type": "worker", "index": index}})
 
 
-def multi_worker(command, workdir, *args, workers=2, extra_env=None, timeout=600):
-    """Runs `command + smoke args` once per worker; returns their CompletedProcess-es."""
+def start_workers(command, workdir, *args, workers=2, extra_env=None,
+                  output=subprocess.PIPE) -> list:
+    """Starts `command + smoke args` once per worker; returns their Popen-s.
+
+    `output`: where their stdout and stderr go (DEVNULL for processes nobody reads).
+    """
     ports = free_ports(workers)
-    processes = [subprocess.Popen(
+    return [subprocess.Popen(
         [*command, *smoke_args(workdir), "--distribution=multi_worker", *args],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=output, stderr=output, text=True,
         env=env(TF_CONFIG=tf_config(ports, i), **(extra_env or {})))
         for i in range(workers)]
+
+
+def multi_worker(command, workdir, *args, workers=2, extra_env=None, timeout=600):
+    """Runs `command + smoke args` once per worker; returns their CompletedProcess-es."""
+    processes = start_workers(command, workdir, *args, workers=workers, extra_env=extra_env)
     results = []
     for process in processes:
         try:

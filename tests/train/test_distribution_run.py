@@ -62,13 +62,9 @@ def test_multi_worker_killed_resumes_from_the_chiefs_backup_and_only_the_chief_w
     scratch.mkdir()
     log = workdir / "train_log.csv"
     epochs = "--gin_bindings=run.epochs = 10"
-    ports = runs.free_ports(2)
-    processes = [subprocess.Popen(
-        [sys.executable, runs.RUN, *runs.smoke_args(workdir), epochs,
-         "--distribution=multi_worker"], cwd=runs.REPO, stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=runs.env(TF_CONFIG=runs.tf_config(ports, i), TMPDIR=str(killed_scratch)))
-        for i in range(2)]
+    processes = runs.start_workers(runs.python() + [runs.RUN], workdir, epochs,
+                                   extra_env={"TMPDIR": str(killed_scratch)},
+                                   output=subprocess.DEVNULL)
     deadline = time.time() + 300
     while time.time() < deadline and processes[0].poll() is None:
         if log.exists() and len(log.read_text().strip().splitlines()) >= 4:
