@@ -39,6 +39,14 @@ RUN = textwrap.dedent("""\
         f.write("epoch,loss\\n0,1.0\\n1,0.9\\n")  # two epochs done before the sleep
     scorer = name.split("-")[0]  # FAKE_SLEEP_<scorer> if set, else FAKE_SLEEP
     time.sleep(float(os.environ.get(f"FAKE_SLEEP_{scorer}", os.environ.get("FAKE_SLEEP", "0"))))
+    # FAKE_UNTIL_<scorer>=<cell>: run until that cell has ended (60 s at most), however
+    # slowly the processes start (a loaded CI machine takes 10 s to start a sweep).
+    until, give_up = os.environ.get(f"FAKE_UNTIL_{scorer}"), time.time() + 60
+    while until and time.time() < give_up and f" end {until} " not in open(
+            os.environ["FAKE_EVENTS"]).read():
+        time.sleep(0.1)
+    # FAKE_SLEEP_UNTIL=<epoch seconds>: run until then.
+    time.sleep(max(0.0, float(os.environ.get("FAKE_SLEEP_UNTIL", "0")) - time.time()))
     with open(os.path.join(workdir, "config.gin"), "w") as f:
         f.write("build.name = 'resnet20'\\n")
     with open(os.path.join(workdir, "metrics.json"), "w") as f:
@@ -254,8 +262,10 @@ def test_a_slot_freed_by_an_ended_sweep_runs_the_cells_another_sweep_has_not_sta
         tmp_path, stand_in, monkeypatch):
     flags, events = stand_in
     # The plan's first sweep (4 cells) waits for slots behind the second's cut cell; its
-    # snip cells are long, its random cells short, and random 0.9 fails.
-    monkeypatch.setenv("FAKE_SLEEP_snip", "8")
+    # snip cells run until random 0.95 has ended, its random cells are short, and random
+    # 0.9 fails. (A fixed sleep of the snip cells raced the start of the sweep process
+    # that runs the random cells: 5 s of imports here, more on a loaded machine.)
+    monkeypatch.setenv("FAKE_UNTIL_snip", "random-dlb-s0.95-seed0")
     monkeypatch.setenv("FAKE_FAIL", "random-dlb-s0.9-seed0")
     runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
     cut = grid.cell_dir(os.path.join(runs, "fam"), PHASES[1].sweeps[0].cells()[0])
@@ -309,12 +319,14 @@ def test_restore_refuses_a_directory_without_parts_before_copying_anything(tmp_p
 def test_after_start_before_no_cell_starts_and_the_call_ends_with_the_started_ones(
         tmp_path, stand_in, monkeypatch):
     flags, events = stand_in
-    monkeypatch.setenv("FAKE_SLEEP", "12")
+    # The sweep process takes 5 s to start here, more on a loaded machine: the start
+    # deadline leaves it 20 s, and its first cells run until just past the deadline.
+    monkeypatch.setenv("FAKE_SLEEP_UNTIL", str(time.time() + 21))
     runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
     start = time.monotonic()
     summary = device.run_call(runs, out, seconds=120, parallel=2, sweep_flags=flags,
                               results_dir=str(tmp_path / "none"), phases=PHASES,
-                              start_before=8)
+                              start_before=20)
     took = time.monotonic() - start
     started = sorted(n for _, k, n, _ in events() if k == "start")
     # The first sweep's two slots started a cell each before the start deadline; the

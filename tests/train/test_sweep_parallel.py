@@ -46,6 +46,12 @@ SLOW_RUN = textwrap.dedent(f"""\
     with open(os.path.join(workdir, "env.json"), "w") as f:
         json.dump(env, f)
     time.sleep(float(os.environ.get("FAKE_SLEEP", "0")))
+    # FAKE_AT_ONCE=n: run until n cells have started (30 s at most), however slowly the
+    # processes start on a loaded machine.
+    give_up = time.time() + 30
+    while time.time() < give_up and open(os.environ["FAKE_EVENTS"]).read().count(
+            " start ") < int(os.environ.get("FAKE_AT_ONCE", "0")):
+        time.sleep(0.05)
 """) + FAKE_RUN + 'event("end")  # after metrics.json: the cell finished\n'
 
 
@@ -247,7 +253,7 @@ def test_the_command_refuses_bad_flags_before_any_work(tmp_path, flag, message):
 def test_parallel_cells_run_at_once_each_with_its_share_of_the_machine(tmp_path, slow_run,
                                                                        monkeypatch):
     script, events = slow_run
-    monkeypatch.setenv("FAKE_SLEEP", "1.0")
+    monkeypatch.setenv("FAKE_AT_ONCE", "3")  # each cell runs until 3 have started
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # two "GPUs" for three slots
     # The sweep's cache is a default, taken where the caller set none (the test
     # session sets one: tests/conftest.py).
