@@ -40,7 +40,7 @@ RUN = textwrap.dedent("""\
     scorer = name.split("-")[0]  # FAKE_SLEEP_<scorer> if set, else FAKE_SLEEP
     time.sleep(float(os.environ.get(f"FAKE_SLEEP_{scorer}", os.environ.get("FAKE_SLEEP", "0"))))
     # FAKE_UNTIL_<scorer>=<cell>: run until that cell has ended (60 s at most), however
-    # slowly the processes start (a loaded CI machine takes 10 s to start a sweep).
+    # slowly the sweep processes start (CUT_AFTER says how slowly).
     until, give_up = os.environ.get(f"FAKE_UNTIL_{scorer}"), time.time() + 60
     while until and time.time() < give_up and f" end {until} " not in open(
             os.environ["FAKE_EVENTS"]).read():
@@ -269,7 +269,7 @@ def test_a_slot_freed_by_an_ended_sweep_runs_the_cells_another_sweep_has_not_sta
     # The plan's first sweep (4 cells) waits for slots behind the second's cut cell; its
     # snip cells run until random 0.95 has ended, its random cells are short, and random
     # 0.9 fails. (A fixed sleep of the snip cells raced the start of the sweep process
-    # that runs the random cells: 5 s of imports here, more on a loaded machine.)
+    # that runs the random cells: see CUT_AFTER.)
     monkeypatch.setenv("FAKE_UNTIL_snip", "random-dlb-s0.95-seed0")
     monkeypatch.setenv("FAKE_FAIL", "random-dlb-s0.9-seed0")
     runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
@@ -324,8 +324,8 @@ def test_restore_refuses_a_directory_without_parts_before_copying_anything(tmp_p
 def test_after_start_before_no_cell_starts_and_the_call_ends_with_the_started_ones(
         tmp_path, stand_in, monkeypatch):
     flags, events = stand_in
-    # The sweep process takes 5 s to start here, more on a loaded machine: the start
-    # deadline leaves it 20 s, and its first cells run until just past the deadline.
+    # The sweep process is slow to start (CUT_AFTER): the start deadline leaves it 20 s,
+    # and its first cells run until just past the deadline.
     monkeypatch.setenv("FAKE_SLEEP_UNTIL", str(time.time() + 21))
     runs, out = str(tmp_path / "runs"), str(tmp_path / "out")
     start = time.monotonic()
